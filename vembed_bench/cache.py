@@ -1,0 +1,101 @@
+"""The embedding cache: never encode the same items with the same model twice.
+
+An entry is keyed by everything that changes the vectors: the model's content
+fingerprint and settings, the role (query or document), the prompt, and the
+content of the items. Encoding is done shard by shard and each shard is
+written atomically, so an interrupted run resumes from the shards on disk.
+The policy is explicit (:class:`CachePolicy`), nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from vembed_bench.atomic import write_json, write_npy
+from vembed_bench.data.loading import items_fingerprint
+from vembed_bench.data.types import Item
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 4096
+
+
+class CachePolicy(str, Enum):
+    """``use``: read what exists, compute and store the rest; ``refresh``: recompute
+    and overwrite; ``off``: neither read nor write."""
+
+    USE = "use"
+    REFRESH = "refresh"
+    OFF = "off"
+
+
+def default_cache_dir() -> Path:
+    """``$VEMBED_CACHE_DIR``, else ``$XDG_CACHE_HOME/vembed-bench``, else ``~/.cache/vembed-bench``."""
+    if os.environ.get("VEMBED_CACHE_DIR"):
+        return Path(os.environ["VEMBED_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "vembed-bench"
+
+
+def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items: Sequence[Item]) -> str:
+    """The hex key of one cache entry."""
+    payload = {
+        "model": model_fingerprint,
+        "role": role,
+        "settings": settings,
+        "items": items_fingerprint(list(items)),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """Sharded, resumable on-disk store of embedding matrices."""
+
+    def __init__(self, root: Path | None = None, policy: CachePolicy | str = CachePolicy.USE,
+                 shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
+        self.policy = CachePolicy(policy)
+        self.shard_size = shard_size
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_compute(self, key: str, items: Sequence[Item],
+                       compute: Callable[[Sequence[Item]], np.ndarray],
+                       meta: dict[str, Any] | None = None) -> np.ndarray:
+        """Return the embeddings of ``items``, computing only what is not stored."""
+        if self.policy is CachePolicy.OFF:
+            self.misses += 1
+            return compute(items)
+        entry = self.root / key[:2] / key
+        final = entry / "embeddings.npy"
+        if self.policy is CachePolicy.REFRESH and entry.exists():
+            shutil.rmtree(entry)
+        if final.is_file():
+            self.hits += 1
+            return np.load(final, mmap_mode=None, allow_pickle=False)
+        self.misses += 1
+        shards = []
+        for start in range(0, len(items), self.shard_size):
+            shard_path = entry / f"shard-{start // self.shard_size:06d}.npy"
+            if shard_path.is_file():
+                shards.append(np.load(shard_path, allow_pickle=False))
+                log.info("resumed shard %s", shard_path.name)
+                continue
+            shard = np.ascontiguousarray(compute(items[start:start + self.shard_size]), dtype=np.float32)
+            write_npy(shard_path, shard)
+            shards.append(shard)
+        embeddings = np.concatenate(shards) if shards else np.zeros((0, 0), np.float32)
+        write_npy(final, embeddings)
+        write_json(entry / "meta.json", {"key": key, "count": len(items), **(meta or {})})
+        for shard_path in entry.glob("shard-*.npy"):
+            shard_path.unlink()
+        return embeddings

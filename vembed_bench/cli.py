@@ -1,0 +1,140 @@
+"""The ``vembed-bench`` command line: parse arguments, call the API, print.
+
+Only light modules are imported at start-up, so ``--help`` stays fast; torch and
+friends load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vembed_bench.errors import VembedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Benchmark and evaluate embedding models (text, image, image-text, LLM, VLM).")
+
+_K_HELP = "Comma-separated K values (default: the task card's)."
+
+
+def _parse_ks(text: Optional[str]) -> Optional[list[int]]:
+    if not text:
+        return None
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise VembedError(f"--k '{text}' must be comma-separated positive integers, e.g. 1,5,10") from None
+    if not ks or min(ks) < 1:
+        raise VembedError(f"--k '{text}' must be comma-separated positive integers, e.g. 1,5,10")
+    return ks
+
+
+@app.command("eval")
+def eval_command(
+    task: str = typer.Option(..., "--task", "-t", help="Task card name, card path, or BEIR folder."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id when online)."),
+    split: Optional[str] = typer.Option(None, help="Split to evaluate (default: the card's first)."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded sample of N queries."),
+    seed: int = typer.Option(0, help="Seed for --limit sampling."),
+    k: Optional[str] = typer.Option(None, "--k", help=_K_HELP),
+    main_metric: Optional[str] = typer.Option(None, help="Override the card's main metric."),
+    backend: str = typer.Option("auto", help="Search backend: auto, faiss, torch, numpy."),
+    index: str = typer.Option("flat", help="Index: flat (exact), hnsw, ivf, or a faiss factory string."),
+    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),
+    results_dir: Path = typer.Option(Path("results"), help="Where result files are written."),
+    model_type: Optional[str] = typer.Option(None, help="Override model type detection."),
+    model_name: Optional[str] = typer.Option(None, help="Display name in results and tables."),
+    pooling: Optional[str] = typer.Option(None, help="Pooling for HF encoders: cls, mean, last."),
+    query_prompt: Optional[str] = typer.Option(None, help="Prefix or {text}/{instruction} template for queries."),
+    document_prompt: Optional[str] = typer.Option(None, help="Prefix or template for documents."),
+    max_length: Optional[int] = typer.Option(None, help="Truncate inputs to this many tokens."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (default: bf16 on GPU)."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model code from the model folder to run."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Encode a task's queries and corpus, search, and score."""
+    from vembed_bench.api import evaluate
+    from vembed_bench.report.console import print_result
+
+    encoder_options = {
+        key: value for key, value in dict(
+            model_type=model_type, pooling=pooling, query_prompt=query_prompt,
+            document_prompt=document_prompt, max_length=max_length, device=device, dtype=dtype,
+        ).items() if value is not None
+    }
+    result = evaluate(
+        task, model, split=split, limit=limit, seed=seed, k_values=_parse_ks(k),
+        main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
+        cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
+        model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
+        **encoder_options,
+    )
+    print_result(result, str(result.default_path(results_dir)))
+
+
+@app.command("demo")
+def demo_command(
+    results_dir: Path = typer.Option(Path("results"), help="Where result files are written."),
+    cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
+) -> None:
+    """Evaluate the shipped all-MiniLM-L6-v2 on the shipped CPython FAQ task, offline."""
+    from vembed_bench.api import evaluate
+    from vembed_bench.demo import DEMO_MODEL_NAME, DEMO_TASK, demo_model_path
+    from vembed_bench.report.console import print_result
+
+    result = evaluate(DEMO_TASK, str(demo_model_path()), model_name=DEMO_MODEL_NAME,
+                      results_dir=results_dir, cache=_cache_policy(cache))
+    print_result(result, str(result.default_path(results_dir)))
+
+
+@app.command("tasks")
+def tasks_command() -> None:
+    """List the known task cards."""
+    from rich.console import Console
+
+    from vembed_bench.data.cards import list_cards
+    from vembed_bench.report.console import tasks_table
+
+    Console().print(tasks_table(list_cards()))
+
+
+def _cache_policy(value: str):
+    from vembed_bench.cache import CachePolicy
+
+    try:
+        return CachePolicy(value)
+    except ValueError:
+        raise VembedError(f"--cache '{value}' is not a policy; use one of: use, refresh, off") from None
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except VembedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted; finished cache shards are kept and a re-run resumes from them", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Resolution of image paths found in dataset rows.
+
+Image paths are relative to the dataset root. A path that escapes the root
+(``../``, absolute paths, symlinks pointing outside) is refused: a dataset
+file must never make the tool read arbitrary files on the user's machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vembed_bench.errors import VembedError, where
+
+
+def resolve_image(root: Path, value: str, path: Path, line_no: int, check_exists: bool = True) -> Path:
+    """Return the absolute image path for ``value``, or fail naming file and line."""
+    root = root.resolve()
+    candidate = (root / value).resolve()
+    if not candidate.is_relative_to(root):
+        raise VembedError(
+            f"{where(path, line_no)}: image path '{value}' is outside the dataset root {root}; "
+            "image paths must be relative to the dataset folder"
+        )
+    if check_exists and not candidate.is_file():
+        raise VembedError(
+            f"{where(path, line_no)}: image '{value}' not found under {root}"
+        )
+    return candidate

@@ -1,0 +1,189 @@
+"""The evaluation pipeline: task card -> data -> embeddings -> search -> metrics -> Result.
+
+Each stage is timed, and everything that determines the numbers (model and
+data fingerprints, prompts, search backend, metric definitions, seed,
+versions, hardware) is recorded in the returned :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from vembed_bench.cache import CachePolicy, EmbeddingCache, cache_key
+from vembed_bench.data import TaskCard, TaskData, data_fingerprint, load_task, resolve_card
+from vembed_bench.errors import VembedError
+from vembed_bench.results import Result
+
+log = logging.getLogger(__name__)
+
+CACHE_SETTING_KEYS = ("type", "pooling", "max_length", "dtype", "normalize", "prompts",
+                      "query_prompt", "document_prompt")
+
+
+def evaluate(
+    task: str | Path | TaskCard,
+    model: Any,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    k_values: Sequence[int] | None = None,
+    main_metric: str | None = None,
+    backend: str = "auto",
+    index: str = "flat",
+    batch_size: int = 32,
+    cache: CachePolicy | str = CachePolicy.USE,
+    cache_dir: str | Path | None = None,
+    results_dir: str | Path | None = "results",
+    model_name: str | None = None,
+    show_progress: bool = True,
+    **encoder_options: Any,
+) -> Result:
+    """Evaluate ``model`` on one split of ``task`` and return (and save) the :class:`Result`.
+
+    ``task`` is a card name, a card path, a BEIR folder or a :class:`TaskCard`.
+    ``model`` is a model folder (or hub id), or an object with an ``encode``
+    method (a SentenceTransformer, or any :class:`~vembed_bench.encoders.base.Encoder`).
+    ``encoder_options`` go to :func:`vembed_bench.encoders.load_encoder`
+    (``model_type``, ``pooling``, ``query_prompt``, ``document_prompt``, ``max_length``,
+    ``device``, ``dtype``, ``trust_remote_code``). With ``results_dir=None`` nothing is written.
+    """
+    timings: dict[str, float] = {}
+    card = task if isinstance(task, TaskCard) else resolve_card(task)
+    k_values = sorted(set(k_values or card.k_values))
+    main_metric = main_metric or card.main_metric
+    _check_main_metric(main_metric, k_values)
+
+    with _timed(timings, "load_task"):
+        data = load_task(card, split, limit=limit, seed=seed)
+    with _timed(timings, "load_model"):
+        encoder = _load_encoder(model, show_progress=show_progress, **encoder_options)
+    description = encoder.describe()
+    fingerprint = encoder.fingerprint()
+    store = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None, cache)
+    settings = {key: description[key] for key in CACHE_SETTING_KEYS if key in description}
+
+    with _timed(timings, "encode_queries"):
+        queries = store.get_or_compute(
+            cache_key(fingerprint, "query", settings, data.queries), data.queries,
+            lambda items: encoder.encode_queries(items, batch_size=batch_size),
+            meta={"role": "query", "task": data.name, "split": data.split},
+        )
+    with _timed(timings, "encode_corpus"):
+        corpus = store.get_or_compute(
+            cache_key(fingerprint, "document", settings, data.corpus), data.corpus,
+            lambda items: encoder.encode_documents(items, batch_size=batch_size),
+            meta={"role": "document", "task": data.name},
+        )
+    _check_embeddings(queries, corpus, len(data.queries), len(data.corpus))
+
+    with _timed(timings, "search"):
+        found = _search(data, queries, corpus, max(k_values), backend, index)
+    with _timed(timings, "score"):
+        from vembed_bench.metrics import METRIC_DEFINITIONS, score_indices
+
+        scored = score_indices(found.indices, data.query_ids(), data.corpus_ids(), data.qrels, k_values)
+
+    result = Result(
+        task=card.name,
+        split=data.split,
+        model=model_name or getattr(encoder, "name", None) or str(model),
+        main_metric=main_metric,
+        scores=scored.aggregate,
+        per_query=scored,
+        k_values=list(k_values),
+        metric_definitions=dict(METRIC_DEFINITIONS),
+        model_info={**description, "fingerprint": fingerprint},
+        task_info=_task_info(card, data),
+        search_info=_search_info(found),
+        embedding_dim=int(queries.shape[1]),
+        seed=seed,
+        limit=limit if limit is not None else card.limit,
+        timings=timings,
+        environment=_environment(),
+        cache={"policy": store.policy.value, "hits": store.hits, "misses": store.misses},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if results_dir is not None:
+        result.save(result.default_path(Path(results_dir)))
+    return result
+
+
+def _load_encoder(model: Any, **options: Any):
+    from vembed_bench.encoders import load_encoder
+
+    return load_encoder(model, **options)
+
+
+def _search(data: TaskData, queries: np.ndarray, corpus: np.ndarray, k: int, backend: str, index: str):
+    from vembed_bench.search import search
+
+    position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids())}
+    exclude = None
+    if data.exclude_self:
+        exclude = np.array([position.get(qid, -1) for qid in data.query_ids()], dtype=np.int64)
+    candidates = None
+    if data.candidates is not None:
+        candidates = [np.array([position[d] for d in data.candidates[qid]], dtype=np.int64)
+                      for qid in data.query_ids()]
+    return search(queries, corpus, k, backend=backend, index=index, exclude=exclude, candidates=candidates)
+
+
+def _check_main_metric(main_metric: str, k_values: Sequence[int]) -> None:
+    from vembed_bench.metrics import metric_names
+
+    names = metric_names(k_values)
+    if main_metric not in names:
+        raise VembedError(f"main metric '{main_metric}' is not computed for k values {list(k_values)}; "
+                          f"choose one of: {', '.join(names)}")
+
+
+def _check_embeddings(queries: np.ndarray, corpus: np.ndarray, n_queries: int, n_corpus: int) -> None:
+    if queries.shape[0] != n_queries or corpus.shape[0] != n_corpus:
+        raise VembedError(f"encoder returned {queries.shape[0]} query / {corpus.shape[0]} document vectors "
+                          f"for {n_queries} / {n_corpus} items; the encoder must return one row per item")
+    if queries.shape[1] != corpus.shape[1]:
+        raise VembedError(f"query and document embeddings differ in size ({queries.shape[1]} vs "
+                          f"{corpus.shape[1]}); both roles must map into the same space")
+
+
+def _task_info(card: TaskCard, data: TaskData) -> dict[str, Any]:
+    return {
+        "card": card.to_dict(),
+        "data_fingerprint": data_fingerprint(data),
+        "n_queries": len(data.queries),
+        "n_corpus": len(data.corpus),
+        "n_relevant": sum(sum(1 for g in docs.values() if g > 0) for docs in data.qrels.values()),
+        "skipped_queries_without_relevant": data.skipped_queries,
+        "exclude_self": data.exclude_self,
+        "per_query_candidates": data.candidates is not None,
+        "modalities": dict(data.modalities()),
+        "meta": data.meta,
+    }
+
+
+def _search_info(found: Any) -> dict[str, Any]:
+    return {"backend": found.backend, "index": found.index, "exact": found.exact,
+            "k": int(found.indices.shape[1]), **getattr(found, "info", {})}
+
+
+def _environment() -> dict[str, Any]:
+    from vembed_bench.provenance import environment
+
+    return environment()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 4)
