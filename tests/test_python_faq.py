@@ -68,9 +68,10 @@ def test_files_and_licence_present() -> None:
 
 def test_rows_have_beir_fields_and_unique_ids(data: dict) -> None:
     for row in data["corpus"]:
-        assert set(row) == {"_id", "title", "text"}
-        assert all(isinstance(v, str) for v in row.values())
-        assert row["text"].strip() and row["title"].strip()
+        assert set(row) == {"_id", "title", "text", "metadata"}
+        assert row["title"] == ""  # the page title would be the same for a whole page: kept as metadata
+        assert isinstance(row["text"], str) and row["text"].strip()
+        assert row["metadata"]["page"].endswith("FAQ")
     for row in data["queries"]:
         assert set(row) == {"_id", "text"}
         assert isinstance(row["text"], str) and row["text"].strip()
@@ -133,7 +134,7 @@ MARKUP = [
 
 def test_no_leftover_rest_markup(data: dict) -> None:
     texts = [row["text"] for row in data["corpus"]] + list(data["texts"].values())
-    texts += [row["title"] for row in data["corpus"]]
+    texts += [row["metadata"]["page"] for row in data["corpus"]]
     for text in texts:
         for pattern, what in MARKUP:
             assert not pattern.search(text), f"{what} left in: {text[:80]!r}"

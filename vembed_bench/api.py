@@ -16,23 +16,17 @@ def load_results(*paths: str | Path):
     """
     import pandas as pd
 
+    from vembed_bench.report.collect import find_result_files
+
     frames = []
-    for path in _result_files(paths or ("results",)):
-        result = load_result(path)
-        frame = result.to_pandas()
-        frame["fingerprint"] = result.model_info.get("fingerprint", "")
-        frame["path"] = str(path)
+    for found in find_result_files(*(paths or ("results",))):
+        frame = found.result.to_pandas()
+        frame["fingerprint"] = found.result.model_info.get("fingerprint", "")
+        frame["path"] = str(found.path)
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=["task", "split", "model", "metric", "value", "main", "fingerprint", "path"])
     return pd.concat(frames, ignore_index=True)
-
-
-def _result_files(paths) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        files.extend(sorted(path.rglob("*.json")) if path.is_dir() else [path])
-    return files
 
 
 __all__ = ["Result", "evaluate", "load_result", "load_results"]

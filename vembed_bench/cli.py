@@ -105,6 +105,39 @@ def tasks_command() -> None:
     Console().print(tasks_table(list_cards()))
 
 
+@app.command("leaderboard")
+def leaderboard_cli(
+    results: Optional[list[Path]] = typer.Argument(None, help="Result folders or files (default: results)."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", "-o",
+                             help="Folder for the Markdown pages, plots/ and report.html."),
+    suite: Optional[list[str]] = typer.Option(
+        None, "--suite", help="Suite average NAME=TASK1,TASK2 (repeatable; default: the task cards' 'suite' key)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap and permutation resampling."),
+    resamples: int = typer.Option(10_000, help="Bootstrap and permutation resamples per delta."),
+    plots: bool = typer.Option(True, help="Write PNG plots (needs matplotlib)."),
+    html: bool = typer.Option(True, help="Write the self-contained report.html."),
+) -> None:
+    """Write leaderboards: one Markdown page per task, an overview, training-run comparisons, plots, HTML."""
+    from vembed_bench.report.commands import leaderboard_command
+
+    leaderboard_command(results or [], out, suite=suite or [], seed=seed, resamples=resamples,
+                        plots=plots, html=html)
+
+
+@app.command("compare")
+def compare_cli(
+    result_a: Path = typer.Argument(..., help="Baseline result file (e.g. zero-shot)."),
+    result_b: Path = typer.Argument(..., help="Result file compared with it (e.g. fine-tuned)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap and permutation resampling."),
+    resamples: int = typer.Option(10_000, help="Bootstrap and permutation resamples per delta."),
+) -> None:
+    """Paired comparison of two results on one task: B - A per metric, 95% CI and p-value."""
+    from vembed_bench.report.commands import compare_command
+
+    compare_command(result_a, result_b, out=out, seed=seed, resamples=resamples)
+
+
 def _cache_policy(value: str):
     from vembed_bench.cache import CachePolicy
 

@@ -117,7 +117,7 @@ def evaluate(
 
 
 def _load_encoder(model: Any, **options: Any):
-    from vembed_bench.encoders import load_encoder
+    from vembed_bench.encoders.loader import load_encoder
 
     return load_encoder(model, **options)
 

@@ -36,6 +36,7 @@ class TaskCard:
     exclude_self: bool = False
     limit: int | None = None
     aliases: list[str] = field(default_factory=list)
+    suite: str | list[str] = ""  # suites whose leaderboard average this task counts towards
     license: str = ""
     reference: str = ""
     path: str | None = None  # the card file this came from (None for implicit cards)
@@ -136,6 +137,7 @@ def _check_types(card: TaskCard, path: Path) -> None:
         "main_metric": isinstance(card.main_metric, str),
         "exclude_self": isinstance(card.exclude_self, bool),
         "aliases": isinstance(card.aliases, list),
+        "suite": isinstance(card.suite, (str, list)),
         "limit": card.limit is None or (isinstance(card.limit, int) and card.limit > 0),
     }
     for key, ok in checks.items():

@@ -368,7 +368,7 @@ def build(src_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     inventory = src_dir.parent.parent / "objects.inv"  # html/_sources/faq -> html/objects.inv
     labels = load_label_titles(inventory) if inventory.is_file() else {}
 
-    corpus: list[dict[str, str]] = []
+    corpus: list[dict[str, object]] = []
     queries: list[dict[str, str]] = []
     qrels: dict[str, list[str]] = {}
     by_question: dict[str, str] = {}  # normalised question -> query id
@@ -377,7 +377,10 @@ def build(src_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     for path in files:
         for number, entry in enumerate(parse_faq_file(path, labels), start=1):
             doc_id = f"{entry.topic}-{number:03d}"
-            corpus.append({"_id": doc_id, "title": entry.title, "text": entry.answer})
+            # The page title is the same for every answer of a page, so it would only add
+            # noise to the text that BEIR-style encoders see: keep it as metadata.
+            corpus.append({"_id": doc_id, "title": "", "text": entry.answer,
+                           "metadata": {"page": entry.title}})
             truncated += entry.truncated
             key = entry.question.casefold()
             if key not in by_question:

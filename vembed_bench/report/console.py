@@ -69,10 +69,10 @@ def print_result(result: "Result", path: str | None = None, console: Console | N
 
 def tasks_table(cards: list["TaskCard"]) -> Table:
     table = Table(title="Task cards")
-    for column in ("name", "modality", "size", "main metric", "loader", "splits", "description"):
-        table.add_column(column)
+    for column in ("name", "modality", "size", "main metric", "splits", "description"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "main metric"))
     for card in cards:
-        size = ", ".join(f"{v:,} {k}" for k, v in card.size.items()) or "?"
-        table.add_row(card.name, card.modality, size, card.main_metric, card.loader,
-                      ",".join(card.splits), card.description.split("\n")[0][:60])
+        size = " × ".join(f"{v:,} {k}" for k, v in card.size.items()) or "?"
+        table.add_row(card.name, card.modality, size, card.main_metric, ",".join(card.splits),
+                      card.description.split("\n")[0])
     return table

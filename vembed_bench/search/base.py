@@ -96,6 +96,14 @@ class SearchInputs:
     def n_corpus(self) -> int:
         return int(self.corpus.shape[0])
 
+    @property
+    def k_work(self) -> int:
+        """k capped at the most results a query can have: no work is spent on padding."""
+        if self.candidates is not None:
+            longest = max((len(c) for c in self.candidates), default=0)
+            return max(1, min(self.k, longest))
+        return max(1, min(self.k, self.n_corpus))
+
 
 def _as_matrix(x: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(x)
@@ -220,6 +228,30 @@ def memory_budget_bytes(options: dict[str, Any], default_mb: float = DEFAULT_MEM
     if isinstance(mb, bool) or not isinstance(mb, (int, float)) or not mb > 0:
         raise VembedError(f"search option memory_mb must be a positive number, got {mb!r}")
     return max(int(mb * 2**20), 1 << 20)
+
+
+def make_result(
+    scores: np.ndarray, indices: np.ndarray, k: int, backend: str, index: str, exact: bool
+) -> SearchResult:
+    """Wrap backend output, padding columns up to ``k`` with (-inf, -1)."""
+    missing = k - scores.shape[1]
+    if missing > 0:
+        scores = np.pad(scores, ((0, 0), (0, missing)), constant_values=-np.inf)
+        indices = np.pad(indices, ((0, 0), (0, missing)), constant_values=-1)
+    return SearchResult(
+        scores=np.ascontiguousarray(scores, dtype=np.float32),
+        indices=np.ascontiguousarray(indices, dtype=np.int64),
+        backend=backend,
+        index=index,
+        exact=exact,
+    )
+
+
+def positive_int_option(options: dict[str, Any], name: str, default: int) -> int:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise VembedError(f"search option {name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def empty_result(n_queries: int, k: int, backend: str, index: str, exact: bool) -> SearchResult:

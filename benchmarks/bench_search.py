@@ -1,0 +1,216 @@
+"""Exact search throughput as a fraction of this machine's float32 GEMM rate.
+
+Exact top-k inner-product search costs 2*nq*N*d flops of matmul plus top-k
+selection, so the best float32 GEMM rate of the same machine, threads and run is
+its ceiling. This script measures that ceiling (numpy and torch matmul of large
+square matrices and of the search's own block shape, best of all) and then each
+backend's achieved GFLOP/s = 2*nq*N*d / time, reporting the fraction.
+
+Machine speed drifts (shared, throttled cores), so the GEMM rate is re-measured
+in every repetition, interleaved with the searches, and only same-run ratios
+are meaningful. Results go to a markdown table (``--out``).
+
+    .venv/bin/python benchmarks/bench_search.py                  # N=100k and 1M, d=384
+    .venv/bin/python benchmarks/bench_search.py --n 100000 --k 10 --reps 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vembed_bench.search import resolve_backend, search  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", default="100000,1000000", help="corpus sizes, comma-separated")
+    p.add_argument("--d", type=int, default=384, help="embedding dimension")
+    p.add_argument("--nq", type=int, default=2000, help="number of queries")
+    p.add_argument("--k", default="10,1000", help="top-k values, comma-separated")
+    p.add_argument("--reps", type=int, default=2, help="interleaved repetitions (best is kept)")
+    p.add_argument("--backends", default="faiss,numpy,torch:cpu", help="search backends to time")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for BLAS, OpenMP and torch")
+    p.add_argument("--out", default=str(REPO / "benchmarks/results/search_cpu.md"), help="markdown output")
+    return p.parse_args()
+
+
+def set_threads(n: int) -> dict[str, object]:
+    """Pin BLAS, OpenMP (faiss) and torch to the same thread count; report what was set."""
+    info: dict[str, object] = {}
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        threadpool_limits(n)
+        info["threadpools"] = sorted(
+            {f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()}
+        )
+    except ImportError:
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+        info["faiss"] = faiss.omp_get_max_threads()
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        info["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def timed(fn, min_time: float = 0.5) -> float:
+    """Best seconds per call over repeated calls lasting at least ``min_time``."""
+    best = float("inf")
+    spent = 0.0
+    while spent < min_time or best == float("inf"):
+        t0 = time.perf_counter()
+        fn()
+        t = time.perf_counter() - t0
+        best = min(best, t)
+        spent += t
+    return best
+
+
+def gemm_rates(d: int, nq: int, have_torch: bool) -> dict[str, float]:
+    """GFLOP/s of float32 matmuls: square 2048/4096 (numpy, torch) and the search block shape."""
+    rng = np.random.default_rng(0)
+    rates = {}
+    for size in (2048, 4096):
+        a = rng.standard_normal((size, size), dtype=np.float32)
+        b = rng.standard_normal((size, size), dtype=np.float32)
+        flops = 2 * size**3
+        rates[f"numpy {size}^3"] = flops / timed(lambda: a @ b) / 1e9
+        if have_torch:
+            import torch
+
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            rates[f"torch {size}^3"] = flops / timed(lambda: ta @ tb) / 1e9
+    q = rng.standard_normal((min(nq, 1024), d), dtype=np.float32)
+    x = rng.standard_normal((50_000, d), dtype=np.float32)
+    out = np.empty((q.shape[0], x.shape[0]), dtype=np.float32)
+    rates[f"numpy {q.shape[0]}x{d} @ {d}x{x.shape[0]}"] = (
+        2 * q.shape[0] * x.shape[0] * d / timed(lambda: np.matmul(q, x.T, out=out)) / 1e9
+    )
+    return rates
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    out = np.empty((n, d), dtype=np.float32)
+    for i in range(0, n, 100_000):
+        block = rng.standard_normal((min(100_000, n - i), d), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[i : i + block.shape[0]] = block
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    ns = [int(v) for v in args.n.split(",")]
+    ks = [int(v) for v in args.k.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    threads = set_threads(args.threads)
+    have_torch = any(b.startswith("torch") for b in backends)
+    have_faiss = "faiss" in backends
+    started = time.time()
+
+    gemm_best: dict[str, float] = {}
+    rows = []  # (N, k, method, best seconds)
+    agree = {}
+    for n in ns:
+        rng = np.random.default_rng(n)
+        corpus = unit_rows(rng, n, args.d)
+        queries = unit_rows(rng, args.nq, args.d)
+        flops = 2 * args.nq * n * args.d
+        best: dict[tuple[int, str], float] = {}
+        for rep in range(args.reps):
+            for name, rate in gemm_rates(args.d, args.nq, have_torch).items():
+                gemm_best[name] = max(gemm_best.get(name, 0.0), rate)
+            for k in ks:
+                firsts = {}
+                methods = list(backends)
+                if have_faiss:
+                    methods.append("faiss.knn (raw, no tie fix)")
+                for method in methods:
+                    t0 = time.perf_counter()
+                    if method.startswith("faiss.knn"):
+                        import faiss
+
+                        faiss.knn(queries, corpus, k, metric=faiss.METRIC_INNER_PRODUCT)
+                    else:
+                        res = search(queries, corpus, k, backend=method)
+                        firsts[method] = res.indices[:200]
+                    t = time.perf_counter() - t0
+                    best[(k, method)] = min(best.get((k, method), float("inf")), t)
+                    print(f"N={n} k={k} rep={rep} {method}: {flops / t / 1e9:.1f} GFLOP/s", flush=True)
+                ref = firsts.get(backends[0])
+                for method, idx in firsts.items():
+                    agree[(n, k, method)] = float((idx == ref).mean()) if ref is not None else 1.0
+        for (k, method), t in best.items():
+            rows.append((n, k, method, t, flops))
+        del corpus
+
+    bound = max(gemm_best.values())
+    lines = [
+        "# Exact search throughput vs. float32 GEMM (CPU)",
+        "",
+        f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
+        f"- machine: {machine()}",
+        f"- threads: {args.threads} ({threads})",
+        f"- command: `.venv/bin/python benchmarks/bench_search.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"- d={args.d}, nq={args.nq}, random unit vectors; {args.reps} interleaved repetitions, best kept",
+        f"- libraries: " + "; ".join(resolve_backend(b).describe()["library"] for b in backends),
+        f"- wall time: {time.time() - started:.0f} s",
+        "",
+        "GEMM rates (best of the run, GFLOP/s): "
+        + ", ".join(f"{name}: {rate:.1f}" for name, rate in gemm_best.items()),
+        "",
+        f"**FLOP bound = {bound:.1f} GFLOP/s** (best of the above). "
+        "Search GFLOP/s = 2*nq*N*d / time; fraction = that / bound. "
+        "The machine's speed drifts between runs; compare only within this table.",
+        "",
+        "| N | k | method | time (s) | GFLOP/s | fraction of bound | ids equal to first backend (200 queries) |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for n, k, method, t, flops in rows:
+        rate = flops / t / 1e9
+        same = agree.get((n, k, method))
+        same_s = f"{same:.4f}" if same is not None else "-"
+        lines.append(f"| {n:,} | {k} | {method} | {t:.2f} | {rate:.1f} | {rate / bound:.2f} | {same_s} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Leaderboard pages from the fixture result files in tests/data/results.
+
+Golden files pin the exact Markdown (regenerate with VEMBED_UPDATE_GOLDEN=1
+after an intended change, and review the diff). The numbers in them are
+checked independently here: ranks, scores, suite averages and deltas are
+recomputed from the raw JSON with numpy, and intervals and p-values are
+compared with scipy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from scipy import stats
+
+from vembed_bench.errors import VembedError
+from vembed_bench.report.build import write_leaderboards
+from vembed_bench.report.collect import collect, find_result_files, read_result_file, read_train_log
+from vembed_bench.report.comparison import comparability_problem, comparison_table
+from vembed_bench.report.leaderboard import build_boards, matryoshka_dim, system_key, system_labels
+from vembed_bench.report.plots import group_matryoshka
+
+FIXTURES = REPO / "tests" / "data" / "results"
+GOLDEN = REPO / "tests" / "golden"
+UPDATE = os.environ.get("VEMBED_UPDATE_GOLDEN") == "1"
+RUN = "runs/text-small-faq"
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory) -> Path:
+    """Fixtures copied to tmp/results; Markdown-only leaderboards written to tmp/leaderboards."""
+    root = tmp_path_factory.mktemp("lb")
+    shutil.copytree(FIXTURES, root / "results")
+    write_leaderboards([root / "results"], root / "leaderboards", plots=False, html=False)
+    return root
+
+
+def raw(relative: str) -> dict:
+    return json.loads((FIXTURES / relative).read_text())
+
+
+def md_table(text: str, after: str) -> list[dict[str, str]]:
+    """The first Markdown table after the line that starts with ``after``, as dicts by header."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    table = []
+    for line in lines[start if after.startswith("|") else start + 1 :]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # noqa: E731
+    header = split(table[0])
+    return [dict(zip(header, split(line))) for line in table[2:]]
+
+
+def strip_link(cell: str) -> str:
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell).strip("*")
+
+
+def test_markdown_matches_golden_files(board_dir):
+    out = board_dir / "leaderboards"
+    produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md"))
+    golden_dir = GOLDEN / "leaderboards"
+    if UPDATE:
+        shutil.rmtree(golden_dir, ignore_errors=True)
+        for name in produced:
+            (golden_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / name, golden_dir / name)
+    expected = sorted(p.relative_to(golden_dir).as_posix() for p in golden_dir.rglob("*.md"))
+    assert produced == expected
+    for name in produced:
+        assert (out / name).read_text() == (golden_dir / name).read_text(), name
+
+
+def test_rerun_rewrites_identical_bytes(board_dir, tmp_path):
+    out = board_dir / "leaderboards"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_leaderboards([board_dir / "results"], out, plots=False, html=False)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_task_page_ranks_and_scores_match_the_json(board_dir):
+    page = (board_dir / "leaderboards" / "tasks" / "faq_en-test.md").read_text()
+    rows = md_table(page, "| # |")
+    files = {
+        "text-small-ft": f"{RUN}/eval/fine_tuned/text-small-ft-fb51c191/faq_en/test.json",
+        "text-base": "text-base-5362cc99/faq_en/test.json",
+        "text-base (dim 256)": "matryoshka/dim256/text-base-5362cc99/faq_en/test.json",
+        "text-base (dim 128)": "matryoshka/dim128/text-base-5362cc99/faq_en/test.json",
+        "text-small": "text-small-dc3d9353/faq_en/test.json",
+        "text-base (dim 64)": "matryoshka/dim64/text-base-5362cc99/faq_en/test.json",
+        "clip-b32": "clip-b32-ac33dec4/faq_en/test.json",
+    }
+    records = {label: raw(path) for label, path in files.items()}
+    expected_order = sorted(records, key=lambda m: -records[m]["scores"]["ndcg@10"])
+    assert [r["model"] for r in rows] == expected_order
+    assert [r["#"] for r in rows] == [str(i) for i in range(1, 8)]
+    leader = records[expected_order[0]]
+    for row in rows:
+        record = records[row["model"]]
+        for metric in ("ndcg@10", "recall@1", "hit@5", "map@10", "precision@1"):
+            assert row[metric] == f"{100 * record['scores'][metric]:.2f}"
+        assert row["dim"] == str(record["embedding_dim"])
+        assert strip_link(row["result"]) == "json"
+        assert f"(../../results/{files[row['model']]})" in row["result"]
+        if row["#"] == "1":
+            continue
+        # Δ vs #1: mean per-query difference (aligned by query id); scipy gives the uncertainty.
+        mine = dict(
+            zip(record["per_query"]["query_ids"], record["per_query"]["per_query"]["ndcg@10"])
+        )
+        lead = dict(
+            zip(leader["per_query"]["query_ids"], leader["per_query"]["per_query"]["ndcg@10"])
+        )
+        ids = sorted(lead)
+        diffs = np.array([mine[q] - lead[q] for q in ids])
+        delta = float(row["Δ vs #1"].split()[0])
+        assert delta == pytest.approx(100 * diffs.mean(), abs=0.006)
+        low, high = (float(x) for x in row["95% CI"].strip("[]").split(", "))
+        ref = stats.bootstrap((diffs,), np.mean, method="percentile", n_resamples=10_000, rng=1)
+        width = high - low
+        assert low == pytest.approx(100 * ref.confidence_interval.low, abs=0.06 * width)
+        assert high == pytest.approx(100 * ref.confidence_interval.high, abs=0.06 * width)
+        assert ("°" in row["Δ vs #1"]) == (low <= 0 <= high)
+        p_ref = stats.permutation_test(
+            (diffs,),
+            np.mean,
+            permutation_type="samples",
+            n_resamples=10_000,
+            rng=1,
+            vectorized=True,
+        ).pvalue
+        assert float(row["p"]) == pytest.approx(p_ref, abs=0.025)
+
+
+def test_incomparable_results_are_listed_apart_with_the_reason(board_dir):
+    out = board_dir / "leaderboards"
+    faq = (out / "tasks" / "faq_en-test.md").read_text()
+    ranked = md_table(faq, "| # |")
+    assert not any("sampled" in r["result"] for r in ranked)  # the 20-query --limit sample
+    apart = md_table(faq, "## Not comparable")
+    assert len(apart) == 1 and "sampled/text-small" in apart[0]["result"]
+    assert apart[0]["why it is not in the table"].startswith("different data")
+    assert "20 vs 60 queries" in apart[0]["why it is not in the table"]
+    docs = (out / "tasks" / "docs_en-test.md").read_text()
+    assert [r["model"] for r in md_table(docs, "| # |")] == ["text-base", "text-small"]
+    (row,) = md_table(docs, "## Not comparable")
+    assert (
+        row["model"] == "clip-b32"
+        and "different K values ([1, 10] vs [1, 5, 10])" in row["why it is not in the table"]
+    )
+    overview = (out / "README.md").read_text()
+    apart_rows = md_table(overview, "## Results not comparable")
+    assert sorted(strip_link(r["task"]) for r in apart_rows) == ["docs_en", "faq_en"]
+
+
+def test_overview_scores_and_suite_averages(board_dir):
+    overview = (board_dir / "leaderboards" / "README.md").read_text()
+    rows = {r["model"]: r for r in md_table(overview, "| model |")}
+    faq_col = next(c for c in next(iter(rows.values())) if c.startswith("[faq_en"))
+    docs_col = next(c for c in next(iter(rows.values())) if c.startswith("[docs_en"))
+    for model, fp in (("text-small", "dc3d9353"), ("text-base", "5362cc99")):
+        faq = raw(f"{model}-{fp}/faq_en/test.json")["scores"]["ndcg@10"]
+        docs = raw(f"{model}-{fp}/docs_en/test.json")["scores"]["ndcg@10"]
+        assert rows[model][faq_col].strip("*") == f"{100 * faq:.2f}"
+        assert rows[model][docs_col].strip("*") == f"{100 * docs:.2f}"
+        assert rows[model]["text-en avg"].strip("*") == f"{100 * (faq + docs) / 2:.2f}"
+    # clip-b32's docs_en result is not comparable, so it has no docs_en score and no suite average.
+    assert rows["clip-b32"][docs_col] == "" and rows["clip-b32"]["text-en avg"] == ""
+    # The best of each column is bold, and only it.
+    faq_scores = {m: float(r[faq_col].strip("*")) for m, r in rows.items() if r[faq_col]}
+    assert [m for m, r in rows.items() if r[faq_col].startswith("**")] == [
+        max(faq_scores, key=faq_scores.get)
+    ]
+
+
+def test_training_run_page_and_repeat_detection(board_dir):
+    out = board_dir / "leaderboards"
+    run = (out / "runs" / "text-small-faq.md").read_text()
+    rows = md_table(run, "| metric |")
+    base = raw("runs/text-small-faq/eval/zero_shot/text-small-dc3d9353/faq_en/test.json")
+    tuned = raw("runs/text-small-faq/eval/fine_tuned/text-small-ft-fb51c191/faq_en/test.json")
+    assert rows[0]["metric"] == "**ndcg@10**" and len(rows) == len(base["scores"])
+    for row in rows:
+        metric = row["metric"].strip("*")
+        assert row["zero-shot"] == f"{100 * base['scores'][metric]:.2f}"
+        assert row["fine-tuned"] == f"{100 * tuned['scores'][metric]:.2f}"
+    faq = (out / "tasks" / "faq_en-test.md").read_text()
+    (repeat,) = md_table(faq, "## Repeated evaluations")
+    # The zero-shot copy inside the run folder repeats the top-level file, which is the one used.
+    assert "runs/text-small-faq" in repeat["result"] and "runs/" not in repeat["used instead"]
+    assert repeat["note"] == "identical scores"
+
+
+def test_comparison_table_golden_and_refusals(tmp_path):
+    base = read_result_file(FIXTURES / "text-small-dc3d9353/faq_en/test.json").result
+    tuned = read_result_file(
+        FIXTURES / "runs/text-small-faq/eval/fine_tuned/text-small-ft-fb51c191/faq_en/test.json"
+    ).result
+    text = comparison_table(base, tuned)
+    golden = GOLDEN / "compare_text-small_text-small-ft.md"
+    if UPDATE:
+        golden.write_text(text)
+    assert text == golden.read_text()
+    sampled = read_result_file(FIXTURES / "sampled/text-small-dc3d9353/faq_en/test.json").result
+    with pytest.raises(VembedError, match="different data"):
+        comparison_table(base, sampled)
+    other_task = read_result_file(FIXTURES / "text-small-dc3d9353/docs_en/test.json").result
+    assert "different task" in comparability_problem(base, other_task)
+    # Same data fingerprint but a damaged query list: refused, not silently mis-paired.
+    tuned.per_query.query_ids[0] = "not-a-query"
+    with pytest.raises(VembedError, match="different queries"):
+        comparison_table(base, tuned)
+
+
+def test_matryoshka_convention_groups_dimensions_of_one_model():
+    results = find_result_files(FIXTURES)
+    items = [
+        (
+            f"{r.result.model}/{r.result.model_info['fingerprint']}",
+            r.result.model,
+            matryoshka_dim(r.result),
+            r.result.embedding_dim,
+            r.result.main_score,
+        )
+        for r in results
+        if r.result.task == "faq_en" and r.result.limit is None
+    ]
+    curves = group_matryoshka(items)
+    assert list(curves) == ["text-base"]
+    expected = {64: "matryoshka/dim64", 128: "matryoshka/dim128", 256: "matryoshka/dim256", 768: ""}
+    got = dict(curves["text-base"])
+    assert sorted(got) == [64, 128, 256, 768]
+    for dim, folder in expected.items():
+        path = f"{folder}/text-base-5362cc99/faq_en/test.json".lstrip("/")
+        assert got[dim] == raw(path)["scores"]["ndcg@10"]
+
+
+def test_collect_skips_other_json_but_refuses_a_named_non_result(tmp_path):
+    shutil.copytree(FIXTURES / "runs", tmp_path / "runs")
+    (tmp_path / "runs" / "notes.json").write_text('{"hello": 1}')
+    collection = collect(tmp_path)
+    assert len(collection.results) == 2 and len(collection.runs) == 1
+    assert [row["step"] for row in collection.runs[0].log][:3] == [0, 5, 10]
+    with pytest.raises(VembedError, match="not a vembed-bench result file"):
+        find_result_files(tmp_path / "runs" / "notes.json")
+    bad_log = tmp_path / "train_log.jsonl"
+    bad_log.write_text('{"step": 1, "loss": 0.5}\n{"step": 2}\n')
+    with pytest.raises(
+        VembedError, match=r"train_log.jsonl:2: each line needs numeric 'step' and 'loss'"
+    ):
+        read_train_log(bad_log)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VembedError, match="no result files"):
+        write_leaderboards([tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_clash_is_disambiguated_by_fingerprint(tmp_path):
+    item = read_result_file(FIXTURES / "text-small-dc3d9353/faq_en/test.json")
+    twin = read_result_file(FIXTURES / "text-small-dc3d9353/faq_en/test.json")
+    twin.result.model_info = {**twin.result.model_info, "fingerprint": "ffff0000" + "0" * 56}
+    twin.path = tmp_path / "twin.json"
+    board = build_boards([item, twin])[0]
+    labels = system_labels([item.result, twin.result])
+    assert sorted(labels[system_key(e.result)] for e in board.entries) == [
+        "text-small [dc3d9353]",
+        "text-small [ffff0000]",
+    ]

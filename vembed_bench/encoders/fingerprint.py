@@ -1,0 +1,114 @@
+"""Content fingerprints of model folders, keyed into the embedding cache.
+
+A fingerprint must change whenever the embeddings could change: any weight or
+tokenizer file, or a setting such as pooling or max_length. Names and paths are
+not enough (a folder can be overwritten by a new checkpoint), so we hash file
+contents. Hashing a 15 GB checkpoint takes about a minute, so each file's
+digest is remembered in a small JSON file keyed by (absolute path, size,
+mtime_ns); an unchanged file is never read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+_CACHE_FILE = "fingerprints.json"
+_CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """``$VEMBED_CACHE_DIR`` or ``~/.cache/vembed-bench``."""
+    env = os.environ.get("VEMBED_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vembed-bench"
+
+
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over every model file's relative path and content digest.
+
+    Hidden entries (``.git``, ``.cache``, ``.gitattributes``) and ``*.md`` model
+    cards are skipped: they never change what the model computes, and download
+    tools rewrite them.
+    """
+    root = Path(folder).resolve()
+    cache_path = cache_dir() / _CACHE_FILE
+    cache = _read_cache(cache_path)
+    changed = False
+    outer = hashlib.sha256()
+    for rel, path in _model_files(root):
+        st = path.stat()  # follows symlinks (Hugging Face hub snapshots are symlinks to blobs)
+        key = str(path)
+        entry = cache.get(key)
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)
+        ):
+            digest = entry["sha256"]
+        else:
+            digest = file_sha256(path)
+            cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            changed = True
+        outer.update(rel.encode("utf-8") + b"\0" + digest.encode("ascii") + b"\n")
+    if changed:
+        _write_cache(cache_path, cache)
+    return outer.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of one file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def combine(kind: str, content: str, settings: Mapping[str, Any]) -> str:
+    """The final fingerprint: encoder kind + content digest + output-changing settings."""
+    payload = json.dumps(
+        {"kind": kind, "content": content, "settings": dict(settings)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _model_files(root: Path) -> Iterator[tuple[str, Path]]:
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or name.lower().endswith(".md"):
+                continue
+            path = Path(dirpath) / name
+            entries.append((path.relative_to(root).as_posix(), path))
+    return iter(sorted(entries))
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # missing or corrupt: start over, it is only a cache
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, cache: Mapping[str, Any]) -> None:
+    """Write atomically (temp file + rename) so a crash or a parallel run never leaves half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fingerprints.", suffix=".tmp")
+    except OSError:
+        return  # a read-only cache dir only costs re-hashing next time
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(cache, fh, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)

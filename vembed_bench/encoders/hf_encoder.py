@@ -1,0 +1,255 @@
+"""Plain Hugging Face encoders: ``AutoTokenizer`` + ``AutoModel`` + our pooling.
+
+For folders that are not sentence-transformers checkpoints (or when the user
+forces ``--model-type hf`` to choose the pooling). The forward loop is our own
+rather than sentence-transformers' because it is faster on the same weights:
+
+* every chunk of texts is tokenized once, in one fast-tokenizer call, without
+  padding; batches are then formed by *exact token length* (longest first, so
+  an out-of-memory error shows up in the first batch), which leaves almost no
+  padding, and padded with numpy instead of a second tokenizer pass;
+* ``torch.inference_mode`` and pooling by one batched matmul (no masked copy
+  of the hidden states);
+* each batch's rows are written straight into the preallocated output array
+  at their original positions, so the order of the input is kept.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vembed_bench.data.types import Item
+from vembed_bench.encoders import folders
+from vembed_bench.encoders.fingerprint import folder_digest
+from vembed_bench.encoders.pooling import POOLING_MODES, pool
+from vembed_bench.encoders.runtime import (
+    library_versions,
+    pick_device,
+    progress_bar,
+    resolve_dtype,
+    torch_dtype,
+)
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.text_inputs import format_items, resolve_prompts, stored_prompts
+from vembed_bench.errors import VembedError
+
+# Texts tokenized per call. Sorting by exact token length happens inside a
+# chunk (texts are pre-sorted by characters globally), so a chunk bounds the
+# memory held by token lists on million-document corpora.
+_CHUNK = 4096
+_FALLBACK_MAX_LENGTH = 512
+
+
+class HFEncoder(TextEncoderBase):
+    """A Hugging Face ``AutoModel`` with cls / mean / last-token pooling."""
+
+    kind = "hf"
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        folder: str | Path | None = None,
+        name: str | None = None,
+        pooling: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        """Load tokenizer and model.
+
+        ``source`` is a local folder or a hub id; ``folder`` is where its JSON
+        metadata can be read (the folder itself, or the hub snapshot), used for
+        defaults and the fingerprint.
+        """
+        self.source = str(source)
+        local = Path(source)
+        self.folder = Path(folder) if folder is not None else (local if local.is_dir() else None)
+        self.name = name or default_name(source)
+        self.show_progress = show_progress
+        self.trust_remote_code = trust_remote_code
+
+        meta = self.folder
+        cfg = folders.hf_config(meta) if meta is not None else None
+        if pooling is None:
+            pooling = (folders.st_pooling(meta) if meta is not None else None) or (
+                "cls" if folders.is_bert_like(cfg) else "mean"
+            )
+        if pooling not in POOLING_MODES:
+            raise VembedError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        self.pooling = pooling
+        if meta is not None:
+            extra = folders.st_extra_modules(meta)
+            if extra:
+                warnings.warn(
+                    f"{meta}: the hf encoder ignores sentence-transformers modules {extra}; "
+                    "use --model-type sentence-transformers to apply them",
+                    stacklevel=2,
+                )
+
+        self.device = pick_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.tokenizer, self.model = self._load(meta)
+        self.max_length = int(max_length or self._default_max_length(meta))
+        if self.max_length < 1:
+            raise VembedError(f"max_length must be positive, got {max_length}")
+        self.prompts = resolve_prompts(query_prompt, document_prompt, stored_prompts(meta))
+        self.dim: int | None = getattr(self.model.config, "hidden_size", None)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:  # decoder tokenizers often have no pad token; masked out anyway
+            pad_id = self.tokenizer.eos_token_id or 0
+        self._pad_id = int(pad_id)
+        self._left = getattr(self.tokenizer, "padding_side", "right") == "left"
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load(self, meta: Path | None) -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        target = self.source
+        if meta is not None:
+            sub = folders.transformer_folder(meta)
+            if sub != meta:  # old sentence-transformers layout: 0_Transformer/
+                if Path(self.source).is_dir():
+                    target = str(sub)
+                else:
+                    kwargs["subfolder"] = sub.relative_to(meta).as_posix()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+            model = AutoModel.from_pretrained(target, dtype=torch_dtype(self.dtype), **kwargs)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VembedError(f"cannot load {self.source} as a Hugging Face model: {first}") from None
+        model.to(self.device)
+        model.eval()
+        return tokenizer, model
+
+    def _default_max_length(self, meta: Path | None) -> int:
+        """sentence-transformers' saved max_seq_length, else the tokenizer's / model's limit."""
+        saved = folders.st_max_seq_length(meta) if meta is not None else None
+        if saved:
+            return saved
+        limits = []
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        pos = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(pos, int) and pos > 0:
+            limits.append(pos)
+        return min(limits) if limits else _FALLBACK_MAX_LENGTH
+
+    # -- encoding --------------------------------------------------------------------------
+    def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
+        texts = format_items(items, self.prompts[role], encoder=f"{self.name} ({self.kind})")
+        return self.encode_texts(texts, batch_size=batch_size, desc=f"{self.name} {role}s")
+
+    def encode_texts(
+        self, texts: Sequence[str], *, batch_size: int = 32, desc: str = "encoding"
+    ) -> np.ndarray:
+        """Encode ready-made strings (prompts already applied); rows keep the input order."""
+        import torch
+
+        check_batch_size(batch_size)
+        n = len(texts)
+        out: np.ndarray | None = None
+        # Global pre-sort by characters (free), exact sort by tokens inside each chunk.
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        with torch.inference_mode(), progress_bar(n, desc, self.show_progress) as bar:
+            for start in range(0, n, _CHUNK):
+                chunk = order[start : start + _CHUNK]
+                enc = self.tokenizer(
+                    [texts[i] for i in chunk],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=False,
+                    return_attention_mask=False,
+                )
+                lengths = [len(ids) for ids in enc["input_ids"]]
+                by_len = sorted(range(len(chunk)), key=lambda j: -lengths[j])
+                for b in range(0, len(by_len), batch_size):
+                    sel = by_len[b : b + batch_size]
+                    emb = self._forward(self._collate(enc, sel, lengths))
+                    if out is None:
+                        out = np.empty((n, emb.shape[1]), dtype=np.float32)
+                        self.dim = int(emb.shape[1])
+                    out[[chunk[j] for j in sel]] = emb
+                    bar.update(len(sel))
+        if out is None:
+            return np.zeros((0, self.dim or 0), dtype=np.float32)
+        return out
+
+    def _collate(self, enc: Any, sel: list[int], lengths: list[int]) -> dict[str, Any]:
+        """Pad the selected token lists into ``(batch, longest)`` tensors with numpy."""
+        import torch
+
+        width = max(lengths[j] for j in sel)
+        rows = len(sel)
+        arrays = {"input_ids": np.full((rows, width), self._pad_id, dtype=np.int64)}
+        mask = np.zeros((rows, width), dtype=np.int64)
+        extra = [k for k in enc.keys() if k not in ("input_ids", "attention_mask")]
+        for key in extra:
+            arrays[key] = np.zeros((rows, width), dtype=np.int64)
+        for r, j in enumerate(sel):
+            k = lengths[j]
+            cols = slice(width - k, width) if self._left else slice(0, k)
+            arrays["input_ids"][r, cols] = enc["input_ids"][j]
+            mask[r, cols] = 1
+            for key in extra:
+                arrays[key][r, cols] = enc[key][j]
+        arrays["attention_mask"] = mask
+        non_blocking = self.device.startswith("cuda")
+        return {
+            key: torch.from_numpy(value).to(self.device, non_blocking=non_blocking)
+            for key, value in arrays.items()
+        }
+
+    def _forward(self, features: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        output = self.model(**features)
+        hidden = getattr(output, "last_hidden_state", None)
+        if hidden is None:
+            hidden = output[0]
+        pooled = pool(self.pooling, hidden, features["attention_mask"])
+        pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+        return pooled.cpu().numpy()
+
+    # -- provenance ------------------------------------------------------------------------
+    def _content_digest(self) -> str:
+        if self.folder is None:
+            raise VembedError(f"cannot fingerprint {self.source}: its files are not on disk")
+        return folder_digest(self.folder)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            **super()._settings(),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Type, source, pooling, prompts, max_length, dtype, device, dim and library versions."""
+        return {
+            "type": self.kind,
+            "name": self.name,
+            "path": self.source,
+            "folder": str(self.folder) if self.folder is not None else None,
+            "pooling": self.pooling,
+            "prompts": dict(self.prompts),
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "device": self.device,
+            "dim": self.dim,
+            "normalize": True,
+            "trust_remote_code": self.trust_remote_code,
+            "versions": library_versions(),
+        }

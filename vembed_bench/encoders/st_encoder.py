@@ -1,0 +1,189 @@
+"""sentence-transformers checkpoints, run by the library itself.
+
+A sentence-transformers folder can chain modules we do not re-implement
+(Dense projections, Routers with separate query/document towers, prompt-aware
+pooling that drops the prompt tokens), so the library's own ``encode_query`` /
+``encode_document`` do the work. We only decide the prompt (the user's, else
+the model's stored one) and pass it as ``prompt=`` so prompt-aware pooling
+still knows where the prompt ends. This module is also used for
+SentenceTransformer objects the user already holds (see ``wrapped.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vembed_bench.data.types import Item
+from vembed_bench.encoders.base import l2_normalize
+from vembed_bench.encoders.fingerprint import folder_digest
+from vembed_bench.encoders.runtime import library_versions, pick_device, resolve_dtype, torch_dtype
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, resolve_prompts, split_prefix
+from vembed_bench.errors import VembedError
+
+
+class STEncoder(TextEncoderBase):
+    """A ``SentenceTransformer`` model behind the :class:`Encoder` protocol."""
+
+    kind = "sentence-transformers"
+
+    def __init__(
+        self,
+        source: str | Path | None = None,
+        *,
+        model: Any = None,
+        folder: str | Path | None = None,
+        name: str | None = None,
+        pooling: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        """Load ``source`` (folder or hub id), or adopt an already loaded ``model``."""
+        if pooling is not None:
+            raise VembedError(
+                "pooling is fixed by the sentence-transformers folder (its Pooling module); "
+                "use --model-type hf to choose the pooling yourself"
+            )
+        if (source is None) == (model is None):
+            raise ValueError("pass exactly one of source or model")
+        self.show_progress = show_progress
+        self.trust_remote_code = trust_remote_code
+        if model is not None:
+            self.model = model
+            self.source = None
+            self.folder = None
+            self.name = name or type(model).__name__
+            self.device = str(model.device)
+            self.dtype = _dtype_name(model)
+            if dtype is not None or device is not None:
+                raise VembedError("device and dtype cannot be changed on a wrapped model object")
+        else:
+            self.source = str(source)
+            local = Path(self.source)
+            self.folder = Path(folder) if folder is not None else (local if local.is_dir() else None)
+            self.name = name or default_name(self.source)
+            self.device = pick_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+            self.model = self._load()
+        if max_length is not None:
+            if max_length < 1:
+                raise VembedError(f"max_length must be positive, got {max_length}")
+            self.model.max_seq_length = int(max_length)
+        self.max_length = getattr(self.model, "max_seq_length", None)
+        self.prompts = resolve_prompts(
+            query_prompt, document_prompt, dict(getattr(self.model, "prompts", None) or {})
+        )
+
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return SentenceTransformer(
+                self.source,
+                device=self.device,
+                trust_remote_code=self.trust_remote_code,
+                model_kwargs={"dtype": torch_dtype(self.dtype)},
+            )
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VembedError(
+                f"cannot load {self.source} as a sentence-transformers model: {first}"
+            ) from None
+
+    # -- encoding --------------------------------------------------------------------------
+    def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
+        check_batch_size(batch_size)
+        texts, prefix = split_prefix(items, self.prompts[role], encoder=f"{self.name} ({self.kind})")
+        if not texts:
+            return np.zeros((0, _dimension(self.model) or 0), dtype=np.float32)
+        method = {QUERY: "encode_query", DOCUMENT: "encode_document"}[role]
+        encode = getattr(self.model, method, None) or self.model.encode  # ST < 5 has only encode
+        # prompt="" (not None) so the library never adds a stored prompt we did not choose.
+        emb = encode(
+            texts,
+            prompt=prefix or "",
+            batch_size=batch_size,
+            show_progress_bar=self.show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return l2_normalize(emb)
+
+    # -- provenance ------------------------------------------------------------------------
+    def _content_digest(self) -> str:
+        if self.folder is not None:
+            return folder_digest(self.folder)
+        return state_dict_digest(self.model)
+
+    def _settings(self) -> dict[str, Any]:
+        settings = {**super()._settings(), "max_length": self.max_length, "dtype": self.dtype}
+        if self.folder is None:
+            # Without a folder the module chain (pooling, dense, normalize) is only
+            # visible in the model's repr, which lists each module's config.
+            settings["modules"] = repr(self.model)
+        return settings
+
+    def describe(self) -> dict[str, Any]:
+        """Type, source, pooling, prompts, max_length, dtype, device, dim and library versions."""
+        return {
+            "type": self.kind,
+            "name": self.name,
+            "path": self.source,
+            "folder": str(self.folder) if self.folder is not None else None,
+            "pooling": _pooling_name(self.model),
+            "prompts": dict(self.prompts),
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "device": self.device,
+            "dim": _dimension(self.model),
+            "normalize": True,
+            "trust_remote_code": self.trust_remote_code,
+            "versions": library_versions(),
+        }
+
+
+def state_dict_digest(module: Any) -> str:
+    """sha256 over a torch module's parameter and buffer names, dtypes, shapes and bytes.
+
+    Used when there is no folder to hash (a model object built or modified in
+    memory). Tensors are viewed as raw bytes, so bf16 works without numpy support.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            raw = t.to("cpu").contiguous().reshape(-1).view(torch.uint8)
+            h.update(raw.numpy())  # buffer protocol: no extra copy
+    return h.hexdigest()
+
+
+def _dimension(model: Any) -> int | None:
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(
+        model, "get_sentence_embedding_dimension", None
+    )  # renamed in sentence-transformers 6
+    return getter() if getter is not None else None
+
+
+def _dtype_name(model: Any) -> str:
+    dtype = getattr(model, "dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype is not None else "unknown"
+
+
+def _pooling_name(model: Any) -> str | None:
+    for module in getattr(model, "_modules", {}).values():
+        mode = getattr(module, "pooling_mode", None)
+        if mode is not None:
+            return mode if isinstance(mode, str) else "+".join(mode)
+    return None

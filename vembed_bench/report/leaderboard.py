@@ -1,0 +1,752 @@
+"""Leaderboards: group results into comparable columns, rank them, lay out the pages.
+
+A *board* is one task split. Its results are split by
+:func:`~vembed_bench.report.comparison.comparability_key`: the largest group
+(ties: the smallest key) is the leaderboard, every other result is listed
+apart with the reason it cannot share the column. A *system* is a model with
+its settings (``model_info`` except the device) and search index; each system
+has one row per board, and repeated evaluations of the same system are listed
+as repeats (the shallowest path, then the first by name, is used; never the best one).
+
+Everything is sorted explicitly (scores, then labels, then paths), so the
+same result files always give the same pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from vembed_bench.errors import VembedError
+from vembed_bench.report.collect import ResultFile, TrainingRun
+from vembed_bench.report.comparison import (
+    comparability_key,
+    comparability_problem,
+    comparison_blocks,
+    delta_cells,
+    method_note,
+)
+from vembed_bench.report.document import (
+    Block,
+    Bold,
+    Cell,
+    Code,
+    Heading,
+    Image,
+    Link,
+    Para,
+    Table,
+    fmt_score,
+)
+from vembed_bench.report.stats import (
+    DEFAULT_RESAMPLES,
+    PairedDelta,
+    align_queries,
+    paired_bootstrap_ci,
+    paired_deltas,
+    paired_permutation_pvalue,
+)
+from vembed_bench.results import Result, slug
+
+__all__ = [
+    "MATRYOSHKA_KEY",
+    "Board",
+    "Pages",
+    "build_boards",
+    "compute_deltas",
+    "matryoshka_dim",
+    "overview_blocks",
+    "run_blocks",
+    "suites_of",
+    "system_key",
+    "system_labels",
+    "task_blocks",
+]
+
+MATRYOSHKA_KEY = "matryoshka_dim"
+"""``model_info`` key: leading embedding dimensions kept (see :mod:`.collect`)."""
+
+_VOLATILE_MODEL_KEYS = ("device",)
+
+
+@dataclass
+class Board:
+    """One task split: its ranked comparable results and those listed apart."""
+
+    task: str
+    split: str
+    slug: str
+    entries: list[ResultFile]
+    """Comparable results, one per system, best main score first."""
+    apart: list[tuple[ResultFile, str]] = field(default_factory=list)
+    """Results of this task split that cannot share the column, with the reason."""
+    repeats: list[tuple[ResultFile, ResultFile]] = field(default_factory=list)
+    """(repeat, used) pairs: further results of a system already in the board."""
+    suites: list[str] = field(default_factory=list)
+    deltas: dict[Path, PairedDelta | str] = field(default_factory=dict)
+    """Result path -> paired delta to rank 1 on the main metric (or why there is none)."""
+
+    @property
+    def reference(self) -> Result:
+        return self.entries[0].result
+
+    @property
+    def main_metric(self) -> str:
+        return self.reference.main_metric
+
+
+def matryoshka_dim(result: Result) -> int | None:
+    value = result.model_info.get(MATRYOSHKA_KEY)
+    return int(value) if value is not None else None
+
+
+def system_key(result: Result) -> str:
+    """Identity of a model-with-settings across tasks (same key = same row)."""
+    info = {k: v for k, v in result.model_info.items() if k not in _VOLATILE_MODEL_KEYS}
+    search = {
+        "index": result.search_info.get("index"),
+        "exact": result.search_info.get("exact", True),
+    }
+    return json.dumps([result.model, info, search], sort_keys=True, default=str)
+
+
+def _base_label(result: Result) -> str:
+    label = result.model
+    dim = matryoshka_dim(result)
+    if dim is not None:
+        label += f" (dim {dim})"
+    if result.search_info.get("exact") is False:
+        label += f" [{result.search_info.get('index')}]"
+    return label
+
+
+def system_labels(results: Sequence[Result]) -> dict[str, str]:
+    """System key -> display label, unique: clashing names get the model fingerprint or a hash."""
+    by_label: dict[str, set[str]] = defaultdict(set)
+    fingerprints: dict[str, str] = {}
+    for result in results:
+        key = system_key(result)
+        by_label[_base_label(result)].add(key)
+        fingerprints[key] = str(result.model_info.get("fingerprint", ""))[:8]
+    labels = {}
+    for label, keys in by_label.items():
+        if len(keys) == 1:
+            labels[next(iter(keys))] = label
+            continue
+        fps = [fingerprints[k] for k in keys]
+        unique_fp = len(set(fps)) == len(fps) and all(fps)
+        for key in keys:
+            suffix = (
+                fingerprints[key] if unique_fp else hashlib.sha256(key.encode()).hexdigest()[:6]
+            )
+            labels[key] = f"{label} [{suffix}]"
+    return labels
+
+
+def suites_of(result: Result, explicit: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Suites a task belongs to: from ``explicit`` (task -> suites) when given, which then
+    replaces every card's suites; else the task card's ``suite`` key (a name or a list)."""
+    if explicit is not None:
+        return sorted(set(explicit.get(result.task, ())))
+    value = (result.task_info.get("card") or {}).get("suite")
+    if not value:
+        return []
+    return sorted({value} if isinstance(value, str) else {str(v) for v in value})
+
+
+def _path_order(item: ResultFile) -> tuple[int, str]:
+    """Shallowest path first, then by name: a results folder wins over a copy in a run folder."""
+    return (len(item.path.parts), str(item.path))
+
+
+def build_boards(
+    results: Sequence[ResultFile],
+    suites: Mapping[str, Sequence[str]] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> list[Board]:
+    """Group results by task split, keep the largest comparable group, rank by main score.
+
+    ``labels`` (system key -> label, see :func:`system_labels`) only breaks ties in the ranking.
+    """
+    by_task: dict[tuple[str, str], list[ResultFile]] = defaultdict(list)
+    for item in sorted(results, key=_path_order):
+        by_task[(item.result.task, item.result.split)].append(item)
+    labels = labels if labels is not None else system_labels([r.result for r in results])
+    boards, used_slugs = [], set()
+    for (task, split), items in sorted(by_task.items()):
+        groups: dict[tuple, list[ResultFile]] = defaultdict(list)
+        for item in items:
+            groups[comparability_key(item.result)].append(item)
+        ordered = sorted(groups, key=lambda k: (-len(groups[k]), repr(k)))
+        kept = groups[ordered[0]]
+        reference = kept[0].result
+        apart = [
+            (item, comparability_problem(reference, item.result) or "not comparable")
+            for key in ordered[1:]
+            for item in groups[key]
+        ]
+        first: dict[str, ResultFile] = {}
+        repeats = []
+        for item in kept:  # in _path_order: the first file of a system is used
+            key = system_key(item.result)
+            if key in first:
+                repeats.append((item, first[key]))
+            else:
+                first[key] = item
+        entries = sorted(
+            first.values(),
+            key=lambda r: (-r.result.main_score, labels[system_key(r.result)], str(r.path)),
+        )
+        name = f"{slug(task)}-{slug(split)}"
+        board_slug, n = name, 2
+        while board_slug in used_slugs:
+            board_slug, n = f"{name}-{n}", n + 1
+        used_slugs.add(board_slug)
+        boards.append(
+            Board(
+                task=task,
+                split=split,
+                slug=board_slug,
+                entries=entries,
+                apart=apart,
+                repeats=repeats,
+                suites=suites_of(reference, suites),
+            )
+        )
+    return boards
+
+
+def compute_deltas(board: Board, *, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES) -> None:
+    """Paired delta of every entry to rank 1 on the main metric (one resampling per board)."""
+    leader = board.entries[0].result
+    metric = board.main_metric
+    columns, paths, means = [], [], []
+    for item in board.entries[1:]:
+        try:
+            li, oi = align_queries(leader.per_query, item.result.per_query)
+        except VembedError as err:  # shown in the table instead of a delta
+            board.deltas[item.path] = f"n/a: {err}"
+            continue
+        ours, lead = (
+            item.result.per_query.per_query[metric][oi],
+            leader.per_query.per_query[metric][li],
+        )
+        columns.append(ours - lead)
+        paths.append(item.path)
+        means.append((float(lead.mean()), float(ours.mean())))
+    if not columns:
+        return
+    d = np.column_stack(columns)
+    low, high = paired_bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+    p = paired_permutation_pvalue(d, n_resamples=n_resamples, seed=seed)
+    for j, path in enumerate(paths):
+        board.deltas[path] = PairedDelta(
+            metric=metric,
+            base=means[j][0],
+            tuned=means[j][1],
+            delta=float(d[:, j].mean()),
+            ci_low=float(low[j]),
+            ci_high=float(high[j]),
+            p_value=float(p[j]),
+            n_queries=int(d.shape[0]),
+            n_resamples=n_resamples,
+            confidence=0.95,
+            seed=seed,
+        )
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+@dataclass
+class Pages:
+    """Where each page and plot lives, so pages can link to each other."""
+
+    out: Path
+    labels: dict[str, str]
+    task_plots: dict[str, list[Image]] = field(default_factory=dict)
+    run_plots: dict[str, list[Image]] = field(default_factory=dict)
+    run_slugs: dict[Path, str] = field(default_factory=dict)
+    seed: int = 0
+    n_resamples: int = DEFAULT_RESAMPLES
+
+    def overview_path(self) -> Path:
+        return self.out / "README.md"
+
+    def task_path(self, board: Board) -> Path:
+        return self.out / "tasks" / f"{board.slug}.md"
+
+    def run_path(self, run: TrainingRun) -> Path:
+        return self.out / "runs" / f"{self.run_slugs[run.folder]}.md"
+
+    def label(self, result: Result) -> str:
+        return self.labels[system_key(result)]
+
+
+def task_anchor(board: Board) -> str:
+    return f"task-{board.slug}"
+
+
+def run_anchor(slug_: str) -> str:
+    return f"run-{slug_}"
+
+
+def _metric_order(board: Board) -> list[str]:
+    names: dict[str, None] = {}
+    for item in board.entries:
+        for name in item.result.scores:
+            names.setdefault(name)
+    return [board.main_metric] + [n for n in names if n != board.main_metric]
+
+
+def _result_link(item: ResultFile, text: str = "json") -> Link:
+    return Link(text, item.path)
+
+
+def leaderboard_table(board: Board, pages: Pages) -> Table:
+    """Ranked rows: main metric, Δ to rank 1 with interval and p, other metrics, dim, file."""
+    metrics = _metric_order(board)
+    columns = ["#", "model", metrics[0], "Δ vs #1", "95% CI", "p", *metrics[1:], "dim", "result"]
+    numeric = [True, False, True, True, False, True, *([True] * (len(metrics) - 1)), True, False]
+    rows, rank, previous = [], 0, None
+    for position, item in enumerate(board.entries, start=1):
+        result = item.result
+        if result.main_score != previous:
+            rank, previous = position, result.main_score
+        delta = board.deltas.get(item.path)
+        if position == 1:
+            delta_row = [Cell("—"), Cell(""), Cell("")]
+        elif isinstance(delta, PairedDelta):
+            delta_row = delta_cells(delta)
+        else:
+            delta_row = [Cell(delta or "n/a"), Cell(""), Cell("")]
+        label = pages.label(result)
+        row = [
+            Cell(str(rank), sort=rank),
+            Cell(label, sort=label),
+            Cell(fmt_score(result.scores.get(metrics[0])), sort=result.scores.get(metrics[0])),
+            *delta_row,
+        ]
+        row += [
+            Cell(fmt_score(result.scores.get(m)), sort=result.scores.get(m)) for m in metrics[1:]
+        ]
+        row += [
+            Cell(str(result.embedding_dim), sort=result.embedding_dim),
+            Cell(_result_link(item)),
+        ]
+        rows.append(row)
+    return Table(columns=columns, rows=rows, numeric=numeric, table_id=f"board-{board.slug}")
+
+
+def _apart_table(board: Board, pages: Pages) -> Table:
+    rows = []
+    for item, reason in sorted(
+        board.apart, key=lambda a: (pages.label(a[0].result), str(a[0].path))
+    ):
+        result = item.result
+        rows.append(
+            [
+                Cell(pages.label(result)),
+                Cell(result.main_metric),
+                Cell(fmt_score(result.main_score), sort=result.main_score),
+                Cell(reason),
+                Cell(_result_link(item)),
+            ]
+        )
+    return Table(
+        columns=["model", "main metric", "score", "why it is not in the table", "result"],
+        rows=rows,
+        numeric=[False, False, True, False, False],
+    )
+
+
+def _repeats_table(board: Board, pages: Pages) -> Table:
+    rows = []
+    for repeat, used in board.repeats:
+        same = repeat.result.scores == used.result.scores
+        note = (
+            "identical scores"
+            if same
+            else (
+                f"{board.main_metric} {fmt_score(repeat.result.main_score)} here vs "
+                f"{fmt_score(used.result.main_score)} in the file used"
+            )
+        )
+        rows.append(
+            [
+                Cell(pages.label(repeat.result)),
+                Cell(_result_link(repeat, "repeat")),
+                Cell(_result_link(used, "used")),
+                Cell(note),
+            ]
+        )
+    return Table(
+        columns=["model", "result", "used instead", "note"],
+        rows=rows,
+        numeric=[False, False, False, False],
+    )
+
+
+def task_blocks(board: Board, pages: Pages) -> list[Block]:
+    """The page of one task split."""
+    ref = board.reference
+    info = ref.task_info
+    fingerprint = str(info.get("data_fingerprint", ""))[:12] or "none"
+    suites = f" · suite: {', '.join(board.suites)}" if board.suites else ""
+    blocks: list[Block] = [
+        Heading(1, f"{board.task} · {board.split}", anchor=task_anchor(board)),
+        Para(
+            (
+                "Main metric ",
+                Bold(board.main_metric),
+                f" · K values {', '.join(map(str, sorted(ref.k_values)))}"
+                f" · {info.get('n_queries', '?')} queries × {info.get('n_corpus', '?')} documents"
+                " · data ",
+                Code(fingerprint),
+                suites,
+                ". ",
+                Link("All tasks", pages.overview_path(), anchor="overview"),
+                ".",
+            )
+        ),
+        Para(
+            (
+                f"Scores ×100, ranked by {board.main_metric}. "
+                "Δ vs #1 is the difference to rank 1 on "
+                f"{board.main_metric}. ",
+                method_note(pages.seed, pages.n_resamples),
+            )
+        ),
+        leaderboard_table(board, pages),
+    ]
+    blocks += pages.task_plots.get(board.slug, [])
+    if board.apart:
+        blocks += [
+            Heading(2, "Not comparable with this leaderboard"),
+            Para(
+                (
+                    "Same task name, but computed on other data, cutoffs or metric definitions, "
+                    "so these scores are not ranked with the ones above.",
+                )
+            ),
+            _apart_table(board, pages),
+        ]
+    if board.repeats:
+        blocks += [
+            Heading(2, "Repeated evaluations"),
+            Para(
+                (
+                    "Further result files of a model already in the table, with the same settings; "
+                    "the file nearest the top of the folders (then by name) is used, "
+                    "never the best one.",
+                )
+            ),
+            _repeats_table(board, pages),
+        ]
+    grids = [(pages.label(item.result), image) for item in board.entries for image in item.images]
+    if grids:
+        blocks.append(Heading(2, "Retrieval examples"))
+        blocks += [Image(image, f"{label}: {image.name}") for label, image in grids]
+    definitions = ref.metric_definitions
+    if definitions:
+        blocks += [
+            Heading(2, "Metric definitions"),
+            Table(
+                columns=["metric", "definition"],
+                rows=[[Cell(Code(name)), Cell(text)] for name, text in definitions.items()],
+                numeric=[False, False],
+            ),
+        ]
+    return blocks
+
+
+def _column_header(board: Board, boards: Sequence[Board]) -> str:
+    splits = {b.split for b in boards if b.task == board.task}
+    name = board.task if len(splits) == 1 else f"{board.task}/{board.split}"
+    return f"{name} ({board.main_metric})"
+
+
+def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
+    """Systems × task splits on main scores, then one average per suite."""
+    ordered = sorted(boards, key=lambda b: (b.suites[:1] or ["\uffff"], b.task, b.split))
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    dims: dict[str, set[int]] = defaultdict(set)
+    for board in ordered:
+        for item in board.entries:
+            label = pages.label(item.result)
+            scores[label][board.slug] = item.result.main_score
+            dims[label].add(item.result.embedding_dim)
+    suite_names = sorted({s for b in ordered for s in b.suites})
+    suite_members = {s: [b.slug for b in ordered if s in b.suites] for s in suite_names}
+    averages: dict[str, dict[str, float]] = defaultdict(dict)
+    for label, row in scores.items():
+        for suite, members in suite_members.items():
+            if all(m in row for m in members):
+                averages[label][suite] = float(np.mean([row[m] for m in members]))
+    best = {b.slug: max(row[b.slug] for row in scores.values() if b.slug in row) for b in ordered}
+    best_avg = {
+        s: max((row[s] for row in averages.values() if s in row), default=None) for s in suite_names
+    }
+
+    def order(label: str) -> tuple:
+        row = scores[label]
+        return (-len(row), -float(np.mean(list(row.values()))), label)
+
+    columns = (
+        ["model", "dim"]
+        + [_column_header(b, ordered) for b in ordered]
+        + [f"{s} avg" for s in suite_names]
+    )
+    header_links = {
+        2 + i: Link(_column_header(b, ordered), pages.task_path(b), anchor=task_anchor(b))
+        for i, b in enumerate(ordered)
+    }
+    rows = []
+    for label in sorted(scores, key=order):
+        row = [
+            Cell(label, sort=label),
+            Cell("/".join(str(d) for d in sorted(dims[label])), sort=max(dims[label])),
+        ]
+        for board in ordered:
+            value = scores[label].get(board.slug)
+            row.append(
+                Cell(
+                    fmt_score(value),
+                    sort=value,
+                    bold=value is not None and value == best[board.slug],
+                )
+            )
+        for suite in suite_names:
+            value = averages[label].get(suite)
+            row.append(
+                Cell(
+                    fmt_score(value),
+                    sort=value,
+                    bold=value is not None and value == best_avg[suite],
+                )
+            )
+        rows.append(row)
+    return Table(
+        columns=columns,
+        rows=rows,
+        numeric=[False, True] + [True] * (len(columns) - 2),
+        table_id="overview-table",
+        header_links=header_links,
+    )
+
+
+def _tasks_table(boards: Sequence[Board], pages: Pages) -> Table:
+    rows = []
+    for board in boards:
+        info = board.reference.task_info
+        rows.append(
+            [
+                Cell(
+                    Link(board.task, pages.task_path(board), anchor=task_anchor(board)),
+                    sort=board.task,
+                ),
+                Cell(board.split),
+                Cell(board.main_metric),
+                Cell(", ".join(map(str, sorted(board.reference.k_values)))),
+                Cell(str(info.get("n_queries", "")), sort=info.get("n_queries")),
+                Cell(str(info.get("n_corpus", "")), sort=info.get("n_corpus")),
+                Cell(", ".join(board.suites)),
+                Cell(str(len(board.entries)), sort=len(board.entries)),
+                Cell(str(len(board.apart)), sort=len(board.apart)),
+            ]
+        )
+    return Table(
+        columns=[
+            "task",
+            "split",
+            "main metric",
+            "K values",
+            "queries",
+            "documents",
+            "suite",
+            "models",
+            "not comparable",
+        ],
+        rows=rows,
+        numeric=[False, False, False, False, True, True, False, True, True],
+        table_id="tasks-table",
+    )
+
+
+def run_summary_rows(runs: Sequence[TrainingRun], pages: Pages) -> Table:
+    rows = []
+    for run in runs:
+        slug_ = pages.run_slugs[run.folder]
+        for base, tuned in run.pairs:
+            link = Cell(
+                Link(run.name, pages.run_path(run), anchor=run_anchor(slug_)), sort=run.name
+            )
+            problem = comparability_problem(base.result, tuned.result)
+            if problem:
+                rows.append(
+                    [
+                        link,
+                        Cell(base.result.task),
+                        Cell(base.result.split),
+                        Cell(base.result.model),
+                        Cell(tuned.result.model),
+                        Cell(base.result.main_metric),
+                        Cell(""),
+                        Cell(""),
+                        Cell(f"not comparable: {problem}"),
+                        Cell(""),
+                        Cell(""),
+                    ]
+                )
+                continue
+            delta = paired_deltas(
+                base.result,
+                tuned.result,
+                [base.result.main_metric],
+                n_resamples=pages.n_resamples,
+                seed=pages.seed,
+            )[0]
+            rows.append(
+                [
+                    link,
+                    Cell(base.result.task),
+                    Cell(base.result.split),
+                    Cell(base.result.model),
+                    Cell(tuned.result.model),
+                    Cell(base.result.main_metric),
+                    Cell(fmt_score(delta.base), sort=delta.base),
+                    Cell(fmt_score(delta.tuned), sort=delta.tuned),
+                    *delta_cells(delta),
+                ]
+            )
+    return Table(
+        columns=[
+            "run",
+            "task",
+            "split",
+            "zero-shot",
+            "fine-tuned",
+            "metric",
+            "zero-shot score",
+            "fine-tuned score",
+            "Δ",
+            "95% CI",
+            "p",
+        ],
+        rows=rows,
+        numeric=[False] * 6 + [True, True, True, False, True],
+        table_id="runs-table",
+    )
+
+
+def overview_blocks(
+    boards: Sequence[Board], runs: Sequence[TrainingRun], pages: Pages
+) -> list[Block]:
+    """The front page: models × tasks, the task list, training runs, results kept apart."""
+    blocks: list[Block] = [Heading(1, "Leaderboard", anchor="overview")]
+    suites = sorted({s for b in boards for s in b.suites})
+    note = (
+        "Main score of each task ×100 (metric in the column header; click a task for its full "
+        "leaderboard). Rows: models by number of tasks, then mean main score. Bold: best in column."
+    )
+    if suites:
+        note += " Suite averages only for models evaluated on every task of the suite."
+    if boards:
+        blocks += [
+            Para((note,)),
+            overview_table(boards, pages),
+            Heading(2, "Tasks"),
+            _tasks_table(boards, pages),
+        ]
+    else:
+        blocks.append(Para(("No result files outside training runs.",)))
+    if runs:
+        blocks += [
+            Heading(2, "Training runs"),
+            Para(
+                (
+                    "Zero-shot → fine-tuned on each run's main metric. ",
+                    method_note(pages.seed, pages.n_resamples),
+                )
+            ),
+            run_summary_rows(runs, pages),
+        ]
+    apart = [(b, item, reason) for b in boards for item, reason in b.apart]
+    if apart:
+        rows = [
+            [
+                Cell(Link(b.task, pages.task_path(b), anchor=task_anchor(b))),
+                Cell(b.split),
+                Cell(pages.label(item.result)),
+                Cell(item.result.main_metric),
+                Cell(fmt_score(item.result.main_score), sort=item.result.main_score),
+                Cell(reason),
+                Cell(_result_link(item)),
+            ]
+            for b, item, reason in apart
+        ]
+        blocks += [
+            Heading(2, "Results not comparable with the columns above"),
+            Para(
+                (
+                    "Same task name as a column, but other data, cutoffs or metric definitions; "
+                    "they are never ranked with it.",
+                )
+            ),
+            Table(
+                columns=["task", "split", "model", "main metric", "score", "reason", "result"],
+                rows=rows,
+                numeric=[False, False, False, False, True, False, False],
+            ),
+        ]
+    return blocks
+
+
+def run_blocks(run: TrainingRun, pages: Pages) -> list[Block]:
+    """The page of one training run: loss curve and one comparison table per evaluated pair."""
+    slug_ = pages.run_slugs[run.folder]
+    blocks: list[Block] = [
+        Heading(1, f"Training run: {run.name}", anchor=run_anchor(slug_)),
+        Para(
+            (
+                "Run folder: ",
+                Link(run.folder.name, run.folder / "comparison.json"),
+                ". ",
+                Link("All tasks", pages.overview_path(), anchor="overview"),
+                ".",
+            )
+        ),
+    ]
+    blocks += pages.run_plots.get(slug_, [])
+    for number, (base, tuned) in enumerate(run.pairs, start=1):
+        blocks.append(Heading(2, f"{base.result.task} · {base.result.split}"))
+        problem = comparability_problem(base.result, tuned.result)
+        if problem:
+            blocks.append(Para((f"Not compared: {problem}.",)))
+            continue
+        blocks += comparison_blocks(
+            base.result,
+            tuned.result,
+            seed=pages.seed,
+            n_resamples=pages.n_resamples,
+            table_id=f"run-{slug_}-{number}",
+        )
+        blocks.append(
+            Para(
+                (
+                    "Results: ",
+                    Link("zero-shot", base.path),
+                    ", ",
+                    Link("fine-tuned", tuned.path),
+                    ".",
+                )
+            )
+        )
+    return blocks
