@@ -205,14 +205,20 @@ def test_numpy_search_memory_stays_bounded():
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
 @pytest.mark.parametrize(
     ("index", "options"),
-    [("hnsw", {}), ("ivf", {}), ("hnsw", {"ef_search": 200, "M": 16}), ("ivf", {"nprobe": 8}), ("IVF32,Flat", {"nprobe": 4})],
+    [
+        ("hnsw", {}),
+        ("ivf", {}),
+        ("hnsw", {"ef_search": 100, "M": 16, "ef_construction": 20}),
+        ("ivf", {"nprobe": 8}),
+        ("IVF32,Flat", {"nprobe": 4}),
+    ],
 )
 def test_approximate_indexes_have_good_recall(index, options):
     rng = np.random.default_rng(8)
-    d, n, nq, k = 32, 6000, 200, 10
-    centers = rng.standard_normal((60, d))
-    corpus = l2_normalize(centers[rng.integers(0, 60, n)] + 0.35 * rng.standard_normal((n, d)))
-    queries = l2_normalize(centers[rng.integers(0, 60, nq)] + 0.35 * rng.standard_normal((nq, d)))
+    d, n, nq, k = 32, 3000, 150, 10
+    centers = rng.standard_normal((40, d))
+    corpus = l2_normalize(centers[rng.integers(0, 40, n)] + 0.35 * rng.standard_normal((n, d)))
+    queries = l2_normalize(centers[rng.integers(0, 40, nq)] + 0.35 * rng.standard_normal((nq, d)))
     exact = reference(queries, corpus, k)[1]
     result = search(queries, corpus, k, backend="faiss", index=index, **options)
     assert result.exact is False and result.backend == "faiss"
@@ -297,3 +303,14 @@ def test_torch_without_cuda_needs_explicit_cpu():
     with pytest.raises(VembedError, match="torch:cpu"):
         resolve_backend("torch")
     assert "torch" not in available_backends()
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_faiss_global_block_setting_is_restored():
+    import faiss
+
+    before = faiss.cvar.distance_compute_blas_database_bs
+    rng = np.random.default_rng(9)
+    queries, corpus = tied_data(rng, 300, 40, 4)
+    search(queries, corpus, 3, backend="faiss")
+    assert faiss.cvar.distance_compute_blas_database_bs == before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vembed_bench.evaluate import evaluate
+from vembed_bench.pipeline import evaluate
 from vembed_bench.results import Result, load_result
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -108,6 +108,7 @@ class HFEncoder(TextEncoderBase):
             pad_id = self.tokenizer.eos_token_id or 0
         self._pad_id = int(pad_id)
         self._left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        self.max_batch_tokens: int | None = None
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self, meta: Path | None) -> tuple[Any, Any]:
@@ -174,8 +175,7 @@ class HFEncoder(TextEncoderBase):
                 )
                 lengths = [len(ids) for ids in enc["input_ids"]]
                 by_len = sorted(range(len(chunk)), key=lambda j: -lengths[j])
-                for b in range(0, len(by_len), batch_size):
-                    sel = by_len[b : b + batch_size]
+                for sel in _batches(by_len, lengths, batch_size, self.max_batch_tokens):
                     emb = self._forward(self._collate(enc, sel, lengths))
                     if out is None:
                         out = np.empty((n, emb.shape[1]), dtype=np.float32)
@@ -253,3 +253,17 @@ class HFEncoder(TextEncoderBase):
             "trust_remote_code": self.trust_remote_code,
             "versions": library_versions(),
         }
+
+
+def _batches(
+    by_len: list[int], lengths: list[int], batch_size: int, max_tokens: int | None
+) -> Iterator[list[int]]:
+    """Consecutive runs of the length-sorted indices: at most ``batch_size`` items,
+    and at most ``max_tokens`` padded tokens when a budget is set (never below one item)."""
+    i, n = 0, len(by_len)
+    while i < n:
+        size = batch_size
+        if max_tokens:
+            size = max(1, min(batch_size, max_tokens // max(1, lengths[by_len[i]])))
+        yield by_len[i : i + size]
+        i += size

@@ -130,8 +130,8 @@ class FaissBackend:
         if inp.n_corpus == 0 or inp.n_queries == 0:
             return empty_result(inp.n_queries, inp.k, self.name, spec, exact)
         if inp.candidates is not None:
-            # Per-query candidate lists have no faiss index form; the shared
-            # gather + batched dot is exact and bounded by the budget.
+            # Per-query candidate lists have no faiss index form; the shared numpy
+            # scorer (gather + dot, or one matmul over overlapping lists) is exact.
             scores, indices = tk.search_candidates_numpy(
                 inp.queries, inp.corpus, inp.candidates, inp.k_work, budget
             )

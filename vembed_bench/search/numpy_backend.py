@@ -71,13 +71,14 @@ def corpus_blocks(n: int, cb: int, k: int) -> list[tuple[int, int]]:
 def _merge_block(
     scores: np.ndarray, col0: int, running: np.ndarray, k: int, mask_buf: np.ndarray, budget_bytes: int
 ) -> np.ndarray:
-    """Fold one (b, c) score block into the running top-k keys (b, k) and return them."""
+    """Fold one (b, c) score block into the running top-k keys (b, k), in place."""
     b, c = scores.shape
     thresh = tk.worst_kept_score(running)
     need = np.flatnonzero(thresh == -np.inf)
     if need.size and c > k:
         # No bound yet (first block): the block's own k-th best score is one.
-        seed = np.partition(scores[need], c - k, axis=1)[:, c - k]
+        rows_needing = scores if need.size == b else scores[need]
+        seed = np.partition(rows_needing, c - k, axis=1)[:, c - k]
         thresh[need] = np.maximum(thresh[need], seed)
 
     mask = mask_buf[: b * c].reshape(b, c)

@@ -100,6 +100,7 @@ def topk_dense(scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
 
 
 # --- candidate lists (MMEB-style: each query has its own allowed corpus rows) ---
+# Batches use dense (b, L) position matrices padded to the longest list.
 
 
 def candidate_batches(
@@ -135,6 +136,21 @@ def candidate_batches(
         start = stop
 
 
+def use_union_matmul(positions: np.ndarray, valid: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Whether to score a batch by one matmul over the union of its candidates.
+
+    Gathering costs memory traffic per (query, candidate) pair; a matmul against
+    the batch's distinct candidates computes more pairs but at BLAS speed
+    (measured here: ~10x more pairs per second). Returns the decision, the
+    sorted distinct positions and each valid entry's index into them.
+    """
+    union, inverse = np.unique(positions[valid], return_inverse=True)
+    return positions.shape[0] * union.size <= UNION_MATMUL_FACTOR * inverse.size, union, inverse
+
+
+UNION_MATMUL_FACTOR = 8
+
+
 def candidate_topk_keys(scores: np.ndarray, positions: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     """Top-k keys of one candidate batch (padding never selected)."""
     keys = pack_keys(scores, positions)
@@ -149,15 +165,24 @@ def search_candidates_numpy(
     k: int,
     budget_bytes: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of each query among its own candidates: gather + batched dot.
+    """Exact top-k of each query among its own candidates.
 
-    Only the listed pairs are scored (no full score matrix), and the gather
-    buffer is bounded by ``budget_bytes``.
+    Per batch, either one matmul over the batch's distinct candidates (when they
+    overlap a lot) or a gather + per-query dot (``einsum``: numpy's stacked
+    matrix-vector ``matmul`` is ~25x slower here). No full score matrix; the
+    gathered block is bounded by ``budget_bytes``.
     """
     nq, dim = queries.shape
     out = np.full((nq, k), PAD, dtype=np.uint64)
     for rows, positions, valid in candidate_batches(candidates, dim, budget_bytes):
-        gathered = np.take(corpus, positions, axis=0)  # (b, L, d)
-        scores = np.matmul(gathered, queries[rows][:, :, None])[:, :, 0]
+        union_wins, union, inverse = use_union_matmul(positions, valid)
+        if union_wins:
+            block = queries[rows] @ corpus[union].T  # (b, U)
+            local = np.zeros_like(positions)
+            local[valid] = inverse
+            scores = np.take_along_axis(block, local, axis=1)
+        else:
+            gathered = np.take(corpus, positions, axis=0)  # (b, L, d)
+            scores = np.einsum("bld,bd->bl", gathered, queries[rows])
         out[rows] = candidate_topk_keys(scores, positions, valid, k)
     return unpack_keys(out)

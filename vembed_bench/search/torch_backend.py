@@ -215,19 +215,28 @@ class TorchBackend:
         return out_s, out_i
 
     def _candidates(self, q, x, candidates, k, budget) -> tuple[np.ndarray, np.ndarray]:
-        """Gather each query's candidates on the device, batched dot, key selection on host."""
+        """Score each query's candidates on the device (union matmul or gather + bmm);
+        select on the host with the shared key order."""
         torch = self._torch
         dev = self.device
         x_dev = self._corpus_on_device(x)
+
+        def rows_of(pos: np.ndarray):
+            if x_dev is not None and dev.type == "cuda":
+                return x_dev[torch.from_numpy(pos).to(dev)]
+            return torch.from_numpy(np.take(x, pos, axis=0)).to(dev)
+
         out = np.full((q.shape[0], k), tk.PAD, dtype=np.uint64)
         for rows, positions, valid in tk.candidate_batches(candidates, q.shape[1], budget):
-            pos = torch.from_numpy(positions).to(dev)
-            if x_dev is not None:
-                gathered = x_dev[pos]
-            else:
-                gathered = torch.from_numpy(np.take(x, positions, axis=0)).to(dev)
             qt = torch.from_numpy(q[rows]).to(dev)
-            s = torch.bmm(gathered, qt[:, :, None])[:, :, 0]
+            union_wins, union, inverse = tk.use_union_matmul(positions, valid)
+            if union_wins:
+                local = np.zeros_like(positions)
+                local[valid] = inverse
+                block = qt @ rows_of(union).T
+                s = torch.gather(block, 1, torch.from_numpy(local).to(dev))
+            else:
+                s = torch.bmm(rows_of(positions), qt[:, :, None])[:, :, 0]
             out[rows] = tk.candidate_topk_keys(s.cpu().numpy(), positions, valid, k)
         return tk.unpack_keys(out)
 
