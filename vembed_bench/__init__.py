@@ -14,9 +14,11 @@ _LAZY = {
     "evaluate": "vembed_bench.api",
     "load_result": "vembed_bench.api",
     "load_results": "vembed_bench.api",
+    "evaluate_suite": "vembed_bench.suites",
     "Result": "vembed_bench.results",
     "load_encoder": "vembed_bench.encoders",
     "search": "vembed_bench.search",
+    "train": "vembed_bench.train",
     "VembedError": "vembed_bench.errors",
 }
 

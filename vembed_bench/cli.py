@@ -57,9 +57,23 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (default: bf16 on GPU)."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the model folder to run."),
+    dims: Optional[str] = typer.Option(
+        None, help="Matryoshka: evaluate these leading-dimension sizes (e.g. 1024,512,256) from one encode."),
+    attention: Optional[str] = typer.Option(None, help="LLM encoders: causal or bidirectional attention."),
+    instruction: Optional[str] = typer.Option(None, help="LLM encoders: default query instruction."),
+    padding_side: Optional[str] = typer.Option(None, help="LLM encoders: left or right padding."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    data_root: Optional[Path] = typer.Option(
+        None, help="Folder holding downloaded benchmark data (default: $VEMBED_DATA_ROOT)."),
+    skip_bad_images: bool = typer.Option(
+        False, help="Image models: skip (and count) corrupt or missing images instead of stopping."),
+    image_workers: Optional[int] = typer.Option(None, help="Image models: DataLoader workers for decoding."),
+    grid: int = typer.Option(0, help="Save a PNG of N queries with their top-5 results beside the result."),
 ) -> None:
     """Encode a task's queries and corpus, search, and score."""
+    from vembed_bench.data.data_root import set_data_root
+
+    set_data_root(data_root)
     from vembed_bench.api import evaluate
     from vembed_bench.report.console import print_result
 
@@ -67,14 +81,41 @@ def eval_command(
         key: value for key, value in dict(
             model_type=model_type, pooling=pooling, query_prompt=query_prompt,
             document_prompt=document_prompt, max_length=max_length, device=device, dtype=dtype,
+            attention=attention, instruction=instruction, padding_side=padding_side,
+            skip_bad_images=skip_bad_images or None, num_workers=image_workers,
         ).items() if value is not None
     }
+    if dims:
+        from vembed_bench.matryoshka import dims_table, evaluate_dims
+
+        results = evaluate_dims(
+            task, model, dims, split=split, limit=limit, seed=seed, k_values=_parse_ks(k),
+            main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
+            cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
+            model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
+            **encoder_options,
+        )
+        typer.echo(dims_table(results))
+        return
+    from vembed_bench.data.cards import resolve_card
+
+    if resolve_card(task).loader == "suite":  # e.g. flickr30k: both directions + Rsum
+        from vembed_bench.suites import evaluate_suite, print_suite
+
+        suite = evaluate_suite(
+            task, model, split=split, limit=limit, seed=seed, backend=backend, index=index,
+            batch_size=batch_size, cache=_cache_policy(cache), cache_dir=cache_dir,
+            results_dir=results_dir, model_name=model_name, show_progress=progress,
+            trust_remote_code=trust_remote_code, grid=grid, **encoder_options,
+        )
+        print_suite(suite, results_dir)
+        return
     result = evaluate(
         task, model, split=split, limit=limit, seed=seed, k_values=_parse_ks(k),
         main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
         cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
         model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
-        **encoder_options,
+        **({"grid": grid} if grid else {}), **encoder_options,
     )
     print_result(result, str(result.default_path(results_dir)))
 
@@ -92,6 +133,25 @@ def demo_command(
     result = evaluate(DEMO_TASK, str(demo_model_path()), model_name=DEMO_MODEL_NAME,
                       results_dir=results_dir, cache=_cache_policy(cache))
     print_result(result, str(result.default_path(results_dir)))
+
+
+@app.command("prepare")
+def prepare_cli(
+    kind: str = typer.Argument(..., help="sop, flickr30k (Karpathy JSON), imagefolder, fashion-mnist, tuxpaint."),
+    source: Optional[Path] = typer.Argument(None, help="The raw dataset (folder or JSON); optional for apt data."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parent folder for the task folders."),
+    data_root: Optional[Path] = typer.Option(None, help="Default for --out (default: $VEMBED_DATA_ROOT)."),
+    split: str = typer.Option("test", help="Split to convert."),
+    per_class: int = typer.Option(100, help="fashion-mnist: images sampled per class."),
+    seed: int = typer.Option(0, help="fashion-mnist: sampling seed."),
+) -> None:
+    """Convert raw image datasets (SOP, Karpathy captions, ImageFolder, ...) to BEIR-with-images folders."""
+    from vembed_bench.data.data_root import set_data_root
+    from vembed_bench.prepare.commands import prepare_command
+
+    set_data_root(data_root)
+    for folder in prepare_command(kind, source, out, split=split, per_class=per_class, seed=seed):
+        typer.echo(f"wrote {folder} (evaluate with --task {folder / 'card.yaml'})")
 
 
 @app.command("tasks")
@@ -136,6 +196,33 @@ def compare_cli(
     from vembed_bench.report.commands import compare_command
 
     compare_command(result_a, result_b, out=out, seed=seed, resamples=resamples)
+
+
+@app.command("train")
+def train_cli(
+    recipe: Path = typer.Argument(..., help="Recipe YAML (see trainers/)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe key: key.sub=value (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the resolved recipe; train nothing."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Zero-shot eval, fine-tune, fine-tuned eval, and a comparison table in the run folder."""
+    from vembed_bench.train.commands import train_command
+
+    train_command(recipe, set_ or [], dry_run=dry_run, resume=resume, overwrite=overwrite, progress=progress)
+
+
+@app.command("merge")
+def merge_cli(
+    adapter: Path = typer.Argument(..., help="A LoRA adapter folder (e.g. runs/NAME/model-adapter)."),
+    base: Path = typer.Option(..., "--base", help="The sentence-transformers / HF folder it was trained on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the merged plain model folder is written."),
+) -> None:
+    """Fold a LoRA adapter into plain Hugging Face / sentence-transformers weights."""
+    from vembed_bench.train.commands import merge_command
+
+    merge_command(adapter, base, out)
 
 
 def _cache_policy(value: str):

@@ -44,6 +44,7 @@ def evaluate(
     results_dir: str | Path | None = "results",
     model_name: str | None = None,
     show_progress: bool = True,
+    grid: int = 0,
     **encoder_options: Any,
 ) -> Result:
     """Evaluate ``model`` on one split of ``task`` and return (and save) the :class:`Result`.
@@ -54,6 +55,8 @@ def evaluate(
     ``encoder_options`` go to :func:`vembed_bench.encoders.load_encoder`
     (``model_type``, ``pooling``, ``query_prompt``, ``document_prompt``, ``max_length``,
     ``device``, ``dtype``, ``trust_remote_code``). With ``results_dir=None`` nothing is written.
+    ``grid=N`` also draws N queries with their top-5 results (hits green, misses red)
+    into ``<split>.grid.png`` beside the result file.
     """
     timings: dict[str, float] = {}
     card = task if isinstance(task, TaskCard) else resolve_card(task)
@@ -100,7 +103,7 @@ def evaluate(
         per_query=scored,
         k_values=list(k_values),
         metric_definitions=dict(METRIC_DEFINITIONS),
-        model_info={**description, "fingerprint": fingerprint},
+        model_info={**description, "fingerprint": fingerprint, **_encode_stats(encoder)},
         task_info=_task_info(card, data),
         search_info=_search_info(found),
         embedding_dim=int(queries.shape[1]),
@@ -113,7 +116,18 @@ def evaluate(
     )
     if results_dir is not None:
         result.save(result.default_path(Path(results_dir)))
+        if grid:  # qualitative grid of `grid` queries and their top 5, beside the result file
+            from vembed_bench.grid import save_grid
+
+            save_grid(data, found.indices, result.default_path(Path(results_dir)).with_suffix(".grid.png"),
+                      n_queries=grid, top_k=min(5, found.indices.shape[1]), seed=seed)
     return result
+
+
+def _encode_stats(encoder: Any) -> dict[str, Any]:
+    """What an encoder counted while encoding (e.g. skipped bad images), if it counts anything."""
+    stats = getattr(encoder, "encode_stats", None)
+    return {"encode_stats": stats()} if callable(stats) else {}
 
 
 def _load_encoder(model: Any, **options: Any):

@@ -19,6 +19,10 @@ from vembed_bench.errors import VembedError
 
 Loader = Callable[[TaskCard, str], TaskData]
 _LOADERS: dict[str, Loader] = {}
+# Modules whose import registers more loaders; imported on first lookup so that
+# importing this module (and the CLI's --help) stays light.
+_BUILTIN_LOADER_MODULES = ("vembed_bench.data.image_tasks", "vembed_bench.suites",
+                           "vembed_bench.integrations.mteb_tasks", "vembed_bench.data.mmeb")
 
 
 def register_loader(name: str) -> Callable[[Loader], Loader]:
@@ -44,6 +48,11 @@ def load_task(card: TaskCard, split: str | None = None, *, limit: int | None = N
     split = split or card.splits[0]
     if split not in card.splits:
         raise VembedError(f"task '{card.name}' has no split '{split}'; splits: {', '.join(card.splits)}")
+    if card.loader not in _LOADERS:
+        import importlib
+
+        for module in _BUILTIN_LOADER_MODULES:
+            importlib.import_module(module)
     loader = _LOADERS.get(card.loader)
     if loader is None:
         raise VembedError(

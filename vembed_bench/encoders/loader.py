@@ -86,6 +86,70 @@ register_model_type(
 )
 
 
+def _detect_llm(folder: Path) -> bool:
+    from vembed_bench.encoders.llm_encoder import is_causal_lm_folder
+
+    return is_causal_lm_folder(folder)
+
+
+register_model_type(
+    ModelType(
+        "llm",
+        "vembed_bench.encoders.llm_encoder:LLMEncoder",
+        _detect_llm,
+        aliases=("decoder", "causal-lm", "causal_lm"),
+    )
+)
+
+
+# Image models (issue 3). Their detectors read config.json only; first=True because
+# the plain "hf" detector would also accept a ViT/DINOv2 config (an *Model architecture).
+from vembed_bench.encoders import vision_detect as _vision_detect  # noqa: E402
+
+register_model_type(
+    ModelType("clip", "vembed_bench.encoders.clip_encoder:CLIPEncoder",
+              _vision_detect.is_clip_folder, aliases=("siglip", "siglip2", "clip-like")),
+    first=True,
+)
+register_model_type(
+    ModelType("peft-adapter", "vembed_bench.encoders.adapters:load_adapter_encoder",
+              _vision_detect.is_adapter_folder, aliases=("peft", "lora", "adapter")),
+    first=True,
+)
+register_model_type(
+    ModelType("open_clip", "vembed_bench.encoders.open_clip_encoder:OpenCLIPEncoder",
+              _vision_detect.is_open_clip_folder, aliases=("openclip", "open-clip", "eva-clip")),
+    first=True,
+)
+register_model_type(
+    ModelType("composed", "vembed_bench.encoders.composed:ComposedEncoder",
+              _vision_detect.is_composed_folder, aliases=("two-tower",)),
+    first=True,
+)
+register_model_type(
+    ModelType("timm", "vembed_bench.encoders.timm_encoder:TimmEncoder",
+              _vision_detect.is_timm_folder, aliases=("timm-backbone",)),
+    first=True,
+)
+register_model_type(
+    ModelType("vision", "vembed_bench.encoders.vision_encoder:VisionEncoder",
+              _vision_detect.is_vision_folder, aliases=("image", "dinov2", "vit", "backbone")),
+    first=True,
+)
+
+
+def _detect_vlm(folder: Path) -> bool:
+    from vembed_bench.encoders.vlm_encoder import is_vlm_folder
+
+    return is_vlm_folder(folder)
+
+
+register_model_type(
+    ModelType("vlm", "vembed_bench.encoders.vlm_encoder:VLMEncoder", _detect_vlm, aliases=("qwen-vl", "vlm2vec")),
+    first=True,  # before "llm": a Qwen-VL config also names a causal LM architecture
+)
+
+
 def model_type_names() -> list[str]:
     return list(MODEL_TYPES)
 
@@ -131,6 +195,7 @@ def load_encoder(
     trust_remote_code: bool = False,
     show_progress: bool = True,
     name: str | None = None,
+    **extra_options: Any,
 ) -> Encoder:
     """Build an :class:`Encoder` from a local folder, a hub id (``org/name``) or a model object.
 
@@ -141,7 +206,8 @@ def load_encoder(
     :class:`VembedError` with a one-line message for anything the user can fix.
     """
     if not isinstance(model, (str, Path)):
-        if model_type is not None or pooling is not None or device is not None or dtype is not None:
+        if (model_type is not None or pooling is not None or device is not None or dtype is not None
+                or extra_options):
             raise VembedError(
                 "model_type, pooling, device and dtype apply to model folders; "
                 "set them on the model object before passing it"
@@ -167,11 +233,13 @@ def load_encoder(
         "dtype": dtype,
         "trust_remote_code": trust_remote_code,
         "show_progress": show_progress,
+        **extra_options,  # type-specific options (e.g. the LLM encoder's attention, instruction)
     }
     text = str(model)
     path = Path(text).expanduser()
     if path.is_dir():
         chosen = resolve_model_type(model_type) if model_type else detect_model_type(path)
+        _check_extra_options(chosen, extra_options)
         return chosen.load(str(path), folder=path, **options)
     if path.exists():
         raise VembedError(f"model path {text} is a file; pass the model's folder instead")
@@ -182,7 +250,28 @@ def load_encoder(
         )
     snapshot = _hub_snapshot(text)
     chosen = resolve_model_type(model_type) if model_type else detect_model_type(snapshot)
+    _check_extra_options(chosen, extra_options)
     return chosen.load(text, folder=snapshot, **options)
+
+
+# Options only some types take: refused in one line for the others (not a TypeError).
+_TYPE_OPTIONS = {
+    "llm": frozenset({"attention", "attn_implementation", "padding_side", "instruction",
+                      "instruction_separator", "tokenizer"}),
+    "vlm": frozenset({"instruction", "processor", "image_placeholder"}),
+}
+
+
+def _check_extra_options(chosen: ModelType, extra: dict[str, Any]) -> None:
+    known = frozenset().union(*_TYPE_OPTIONS.values())
+    allowed = _TYPE_OPTIONS.get(chosen.name, frozenset())
+    misplaced = sorted(k for k in extra if k in known and k not in allowed)
+    if misplaced:
+        owners = sorted(t for t, opts in _TYPE_OPTIONS.items() if set(misplaced) & opts)
+        raise VembedError(
+            f"option(s) {', '.join(misplaced)} do not apply to {chosen.name} models; "
+            f"they are for {' / '.join(owners)} encoders (--model-type {owners[0]})"
+        )
 
 
 def _hub_snapshot(repo_id: str) -> Path:

@@ -5,8 +5,11 @@ A sentence-transformers folder can chain modules we do not re-implement
 pooling that drops the prompt tokens), so the library's own ``encode_query`` /
 ``encode_document`` do the work. We only decide the prompt (the user's, else
 the model's stored one) and pass it as ``prompt=`` so prompt-aware pooling
-still knows where the prompt ends. This module is also used for
-SentenceTransformer objects the user already holds (see ``wrapped.py``).
+still knows where the prompt ends. On CPU we also split the texts into
+token-length groups so that each ``encode`` call gets a batch size that keeps a
+batch within :data:`~vembed_bench.encoders.runtime.CPU_BATCH_TOKENS` (faster,
+same outputs). This module is also used for SentenceTransformer objects the
+user already holds (see ``wrapped.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import numpy as np
 from vembed_bench.data.types import Item
 from vembed_bench.encoders.base import l2_normalize
 from vembed_bench.encoders.fingerprint import folder_digest
-from vembed_bench.encoders.runtime import library_versions, pick_device, resolve_dtype, torch_dtype
+from vembed_bench.encoders.runtime import (
+    CPU_BATCH_TOKENS,
+    library_versions,
+    pick_device,
+    progress_bar,
+    resolve_dtype,
+    torch_dtype,
+)
 from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, resolve_prompts, split_prefix
 from vembed_bench.errors import VembedError
@@ -107,16 +117,68 @@ class STEncoder(TextEncoderBase):
             return np.zeros((0, _dimension(self.model) or 0), dtype=np.float32)
         method = {QUERY: "encode_query", DOCUMENT: "encode_document"}[role]
         encode = getattr(self.model, method, None) or self.model.encode  # ST < 5 has only encode
+        groups = self._groups(texts, prefix, batch_size)
+        if len(groups) == 1:
+            return l2_normalize(self._call(encode, texts, prefix, batch_size, self.show_progress))
+        out: np.ndarray | None = None
+        with progress_bar(len(texts), f"{self.name} {role}s", self.show_progress) as bar:
+            for idx, size in groups:
+                emb = self._call(encode, [texts[i] for i in idx], prefix, size, False)
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                out[idx] = emb
+                bar.update(len(idx))
+        assert out is not None
+        return l2_normalize(out)
+
+    @staticmethod
+    def _call(encode: Any, texts: list[str], prefix: str | None, batch_size: int, bar: bool) -> Any:
         # prompt="" (not None) so the library never adds a stored prompt we did not choose.
-        emb = encode(
+        return encode(
             texts,
             prompt=prefix or "",
             batch_size=batch_size,
-            show_progress_bar=self.show_progress,
+            show_progress_bar=bar,
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
-        return l2_normalize(emb)
+
+    def _groups(
+        self, texts: list[str], prefix: str | None, batch_size: int
+    ) -> list[tuple[list[int], int]]:
+        """Length groups with a CPU-friendly batch size each: ``[(indices, batch_size)]``.
+
+        On CPU, batches of at most ~512 padded tokens keep activations in cache
+        (see ``hf_encoder``), but sentence-transformers has one batch size for a
+        whole call. So texts are sorted by token length and cut into groups that
+        share ``min(batch_size, 512 // longest)``; each group is one ``encode``
+        call (at most ``batch_size`` calls). Elsewhere, or for models without a
+        text tokenizer, it is a single call.
+        """
+        whole = [(list(range(len(texts))), batch_size)]
+        if not self.device.startswith("cpu") or len(texts) <= batch_size:
+            return whole
+        try:
+            tokenizer = self.model.tokenizer
+            limit = self.max_length or 512
+            lengths = [
+                len(ids)
+                for ids in tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
+            ]
+            if prefix:
+                extra = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+                lengths = [min(limit, n + extra) for n in lengths]
+        except Exception:  # noqa: BLE001 - no text tokenizer (static, CLIP, routers): one call
+            return whole
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        groups: list[tuple[list[int], int]] = []
+        for i in order:
+            size = max(1, min(batch_size, CPU_BATCH_TOKENS // max(1, lengths[i])))
+            if groups and groups[-1][1] == size:
+                groups[-1][0].append(i)
+            else:
+                groups.append(([i], size))
+        return groups
 
     # -- provenance ------------------------------------------------------------------------
     def _content_digest(self) -> str:

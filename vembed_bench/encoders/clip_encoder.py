@@ -1,0 +1,120 @@
+"""Hugging Face CLIP, SigLIP and SigLIP2: the text and image towers of one model.
+
+Texts go through the model's own tokenizer and ``get_text_features``, images
+through its own image processor and ``get_image_features``, so both land in
+the shared space the model was trained for. SigLIP models were trained on
+text padded to the full ``max_length`` (64 tokens) and give different
+embeddings with dynamic padding, so they are padded the same way here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vembed_bench.encoders import folders
+from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
+from vembed_bench.encoders.image_io import HFImageTransform, Transform
+from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
+from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.text_inputs import resolve_prompts
+from vembed_bench.errors import VembedError
+
+
+class CLIPEncoder(ImageEncoderBase):
+    """A CLIP-like dual encoder loaded with ``AutoModel``."""
+
+    kind = "clip"
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        folder: str | Path | None = None,
+        name: str | None = None,
+        pooling: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+        num_workers: int | None = None,
+        skip_bad_images: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling is not None:
+            raise VembedError("--pooling does not apply to CLIP/SigLIP models: each tower has its own head")
+        self.source = str(source)
+        self.folder = Path(folder) if folder is not None else Path(source)
+        self.name = name or default_name(source)
+        self.show_progress = show_progress
+        self.num_workers = num_workers
+        self.skip_bad_images = skip_bad_images
+        self.trust_remote_code = trust_remote_code
+        self.device = pick_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.prompts = resolve_prompts(query_prompt, document_prompt, {})
+        cfg = folders.hf_config(self.folder) or {}
+        self.model_type = str(cfg.get("model_type", "clip")).lower()
+        self._load()
+        text_cfg = self.model.config.text_config
+        limit = int(getattr(text_cfg, "max_position_embeddings", 77) or 77)
+        self.max_length = min(int(max_length), limit) if max_length else limit
+        self.pad_to_max = self.model_type.startswith("siglip")
+        self.dim = getattr(self.model.config, "projection_dim", None) or getattr(
+            text_cfg, "projection_size", None) or getattr(text_cfg, "hidden_size", None)
+
+    def _load(self) -> None:
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.source, **kwargs)
+            self.image_processor = AutoImageProcessor.from_pretrained(self.source, **kwargs)
+            self.model = AutoModel.from_pretrained(self.source, dtype=torch_dtype(self.dtype), **kwargs)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VembedError(f"cannot load {self.source} as a CLIP/SigLIP model: {first}") from None
+        for method in ("get_text_features", "get_image_features"):
+            if not hasattr(self.model, method):
+                raise VembedError(f"{self.source}: {type(self.model).__name__} has no {method}; "
+                                  "it is not a dual-tower image-text model")
+        self.model.to(self.device).eval()
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(
+            texts, padding="max_length" if self.pad_to_max else True, truncation=True,
+            max_length=self.max_length, return_tensors="pt",
+        )
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        if self.model_type == "siglip":  # SigLIP (v1) was trained without an attention mask
+            inputs.pop("attention_mask", None)
+        with torch.inference_mode():
+            return _features(self.model.get_text_features(**inputs))
+
+    def _encode_image_batch(self, batch: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            inputs = to_device(batch, self.device, torch_dtype(self.dtype))
+            return _features(self.model.get_image_features(**inputs))
+
+    def _image_transform(self) -> Transform:
+        return HFImageTransform(self.image_processor)
+
+    def _settings(self) -> dict[str, Any]:
+        return {**super()._settings(), "max_length": getattr(self, "max_length", None),
+                "pad_to_max_length": getattr(self, "pad_to_max", None)}
+
+
+def _features(output: Any) -> np.ndarray:
+    """``get_*_features`` returns a tensor (transformers 4) or an output whose
+    ``pooler_output`` holds the projected features (transformers 5)."""
+    tensor = output if hasattr(output, "float") else output.pooler_output
+    return tensor.float().cpu().numpy()

@@ -1,0 +1,107 @@
+"""ColPali / ColQwen2 (late interaction over page images) through transformers' own classes.
+
+transformers ships ``ColPaliForRetrieval`` / ``ColQwen2ForRetrieval`` and their
+processors, which add the models' own prompts (the visual prompt prefix for
+images; ``Query: `` and the query augmentation tokens for queries) and return
+unit-norm token embeddings. This wrapper only batches items through them and
+keeps each item's real tokens (``attention_mask``) as a ``(tokens, dim)``
+matrix for MaxSim (:func:`vembed_bench.multivector.evaluate_multivector`).
+
+Items with an image are embedded from the image alone (the page), as in
+ColPali; text items (queries, or text documents) go through the query path.
+Images are opened with the VLM module's small helper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vembed_bench.data.types import Item
+from vembed_bench.encoders import folders
+from vembed_bench.encoders.fingerprint import folder_digest
+from vembed_bench.encoders.runtime import library_versions, pick_device, resolve_dtype, torch_dtype
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, item_text, with_instruction
+from vembed_bench.encoders.vlm_encoder import load_rgb
+from vembed_bench.errors import VembedError
+
+_CLASSES = {"colpali": "ColPaliForRetrieval", "colqwen2": "ColQwen2ForRetrieval"}
+
+
+def is_colvision_folder(folder: Path) -> bool:
+    cfg = folders.hf_config(folder)
+    return bool(cfg) and str(cfg.get("model_type", "")).lower() in _CLASSES
+
+
+class ColVisionEncoder(TextEncoderBase):
+    """Multi-vector ColPali / ColQwen2 embeddings of queries and page images."""
+
+    kind = "colvision"
+    multi_vector = True
+
+    def __init__(self, source: str | Path, *, folder: str | Path | None = None, name: str | None = None,
+                 processor: str | Path | None = None, device: str | None = None, dtype: str | None = None,
+                 show_progress: bool = True, **_: Any) -> None:
+        import transformers
+
+        self.source = str(source)
+        self.folder = Path(folder) if folder is not None else (Path(source) if Path(source).is_dir() else None)
+        self.name = name or default_name(source)
+        self.show_progress = show_progress
+        self.prompts = {QUERY: "", DOCUMENT: ""}
+        cfg = folders.hf_config(self.folder) if self.folder is not None else None
+        model_type = str((cfg or {}).get("model_type", "")).lower()
+        if model_type not in _CLASSES:
+            raise VembedError(f"{self.source} is not a ColPali/ColQwen2 checkpoint (model_type {model_type!r})")
+        self.device = pick_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        model_cls = getattr(transformers, _CLASSES[model_type])
+        self.processor = transformers.AutoProcessor.from_pretrained(str(processor) if processor else self.source)
+        self.model = model_cls.from_pretrained(self.source, dtype=torch_dtype(self.dtype)).to(self.device).eval()
+        self.dim = int(getattr(self.model.config, "embedding_dim", 0)) or None
+
+    def encode_queries_multi(self, items: Sequence[Item], *, batch_size: int = 8) -> list[np.ndarray]:
+        return self._encode(items, batch_size)
+
+    def encode_documents_multi(self, items: Sequence[Item], *, batch_size: int = 8) -> list[np.ndarray]:
+        return self._encode(items, batch_size)
+
+    def _encode(self, items: Sequence[Item], batch_size: int) -> list[np.ndarray]:
+        import torch
+
+        check_batch_size(batch_size)
+        out: list[np.ndarray | None] = [None] * len(items)
+        groups = {"image": [i for i, it in enumerate(items) if it.image is not None],
+                  "text": [i for i, it in enumerate(items) if it.image is None]}
+        with torch.inference_mode():
+            for kind, positions in groups.items():
+                for start in range(0, len(positions), batch_size):
+                    sel = positions[start : start + batch_size]
+                    if kind == "image":
+                        inputs = self.processor(images=[load_rgb(items[i].image) for i in sel], return_tensors="pt")
+                    else:
+                        texts = [with_instruction(item_text(items[i]), items[i].instruction) for i in sel]
+                        inputs = self.processor(text=texts, return_tensors="pt")
+                    inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                    emb = self.model(**inputs).embeddings.float()
+                    mask = inputs["attention_mask"].bool()
+                    for r, i in enumerate(sel):
+                        out[i] = emb[r][mask[r]].cpu().numpy()
+        return out  # type: ignore[return-value]
+
+    def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
+        raise VembedError(f"{self.name} is a multi-vector (late interaction) model; "
+                          "evaluate it with vembed_bench.multivector.evaluate_multivector")
+
+    def _content_digest(self) -> str:
+        if self.folder is None:
+            raise VembedError(f"cannot fingerprint {self.source}: its files are not on disk")
+        return folder_digest(self.folder)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "name": self.name, "path": self.source, "multi_vector": True,
+                "dim": self.dim, "dtype": self.dtype, "device": self.device, "normalize": True,
+                "versions": library_versions()}

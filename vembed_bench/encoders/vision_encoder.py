@@ -1,0 +1,128 @@
+"""Hugging Face vision backbones (DINOv2/v3, ViT, MAE, ConvNeXt, ...) as image encoders.
+
+``AutoImageProcessor`` + ``AutoModel``, then one of three poolings:
+
+* ``cls``: the first token of ``last_hidden_state`` (DINOv2/v3 and ViT default);
+* ``mean``: the mean of the *patch* tokens only -- the CLS and register tokens
+  (``num_register_tokens`` in the config) are left out, as in the DINOv2 paper's
+  linear probes; for feature maps (ConvNeXt), the spatial mean;
+* ``pooler``: the model's own ``pooler_output`` (the ConvNeXt default).
+
+MAE checkpoints mask 75% of the patches at random in ``forward``; that is
+switched off (``mask_ratio = 0``) so embeddings are deterministic and see the
+whole image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vembed_bench.encoders import folders
+from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
+from vembed_bench.encoders.image_io import HFImageTransform, Transform
+from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
+from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.vision_detect import CONV_TYPES
+from vembed_bench.errors import VembedError
+
+VISION_POOLING = ("cls", "mean", "pooler")
+
+
+def default_pooling(model_type: str) -> str:
+    """``pooler`` for feature-map models, ``mean`` for MAE (no trained CLS), else ``cls``."""
+    if model_type in CONV_TYPES:
+        return "pooler"
+    return "mean" if model_type == "vit_mae" else "cls"
+
+
+class VisionEncoder(ImageEncoderBase):
+    """An image-only backbone; text items are refused with a one-line error."""
+
+    kind = "vision"
+    has_text = False
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        folder: str | Path | None = None,
+        name: str | None = None,
+        pooling: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+        num_workers: int | None = None,
+        skip_bad_images: bool = False,
+    ) -> None:
+        super().__init__()
+        self.source = str(source)
+        self.folder = Path(folder) if folder is not None else Path(source)
+        self.name = name or default_name(source)
+        self.show_progress = show_progress
+        self.num_workers = num_workers
+        self.skip_bad_images = skip_bad_images
+        self.trust_remote_code = trust_remote_code
+        cfg = folders.hf_config(self.folder) or {}
+        self.model_type = str(cfg.get("model_type", "")).lower()
+        self.pooling = pooling or default_pooling(self.model_type)
+        if self.pooling not in VISION_POOLING:
+            raise VembedError(f"unknown pooling {self.pooling!r} for a vision backbone; "
+                              f"choose one of {', '.join(VISION_POOLING)}")
+        self.n_prefix = 1 + int(cfg.get("num_register_tokens", 0) or 0)
+        self.device = pick_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self._load()
+
+    def _load(self) -> None:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        try:
+            config = AutoConfig.from_pretrained(self.source, **kwargs)
+            if hasattr(config, "mask_ratio"):
+                config.mask_ratio = 0.0
+            self.image_processor = AutoImageProcessor.from_pretrained(self.source, **kwargs)
+            self.model = AutoModel.from_pretrained(
+                self.source, config=config, dtype=torch_dtype(self.dtype), **kwargs)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VembedError(f"cannot load {self.source} as a vision model: {first}") from None
+        self.model.to(self.device).eval()
+
+    def _encode_image_batch(self, batch: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            inputs = to_device(batch, self.device, torch_dtype(self.dtype))
+            output = self.model(**inputs)
+            return pool_vision(output, self.pooling, self.n_prefix).float().cpu().numpy()
+
+    def _image_transform(self) -> Transform:
+        return HFImageTransform(self.image_processor)
+
+    def _settings(self) -> dict[str, Any]:
+        return {**super()._settings(), "pooling": self.pooling}
+
+
+def pool_vision(output: Any, pooling: str, n_prefix: int = 1) -> Any:
+    """Pool a backbone output; ``n_prefix`` = CLS + register tokens before the patches."""
+    if pooling == "pooler":
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is None:
+            raise VembedError("this model has no pooler output; use --pooling cls or mean")
+        return pooled.flatten(1)
+    hidden = output.last_hidden_state
+    if hidden.dim() == 4:  # (batch, channels, height, width) feature map
+        if pooling == "cls":
+            raise VembedError("a convolutional backbone has no CLS token; use --pooling mean or pooler")
+        return hidden.mean(dim=(2, 3))
+    if pooling == "cls":
+        return hidden[:, 0]
+    return hidden[:, n_prefix:].mean(dim=1)

@@ -1,0 +1,291 @@
+"""Training data readers: files, BEIR train qrels and HF datasets -> :class:`TrainExample`.
+
+Formats (``data.format``; ``auto`` picks from the first row's keys):
+
+* ``pairs``: ``{"query", "positive", "negatives": [...]}`` (negatives optional);
+* ``embedrag``: ``{"query", "pos": [...], "neg": [...]}``; one example per positive;
+* ``labels``: ``{"query", "label"}`` for supervised contrastive (``positive`` optional);
+* ``scored``: ``{"query", "positive", "score"}`` for CoSENT;
+* ``teacher``: ``pairs`` plus ``"teacher_scores": [pos, neg1, ...]`` for distillation;
+* ``beir``: a BEIR folder or task card; each judged (query, document) pair of the
+  split's qrels with grade > 0 is a positive.
+
+Files are JSONL, CSV (lists as JSON text) or Parquet; ``hf:<name>`` reads a Hugging
+Face dataset by name. ``data.columns`` maps our field names to the file's. A row
+that does not fit names its file and line, because "KeyError: 'query'" after an
+hour of tokenising helps nobody.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vembed_bench.errors import VembedError, where
+
+__all__ = ["TrainExample", "detect_format", "read_examples"]
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One training row, in text form (prompts already applied)."""
+
+    query: str
+    positive: str = ""
+    negatives: tuple[str, ...] = ()
+    label: str | None = None
+    score: float | None = None
+    teacher_scores: tuple[float, ...] | None = None
+
+
+def read_examples(recipe: Any) -> list[TrainExample]:
+    """All training examples of ``recipe.data``, with its prompts and limit applied."""
+    cfg = recipe.data
+    source = cfg.train
+    if source.startswith("hf:"):
+        examples = list(_from_rows(_hf_rows(source[3:], cfg.split), cfg, source))
+    else:
+        path = _local_path(recipe, source)
+        if path is not None and path.is_file():
+            examples = list(_from_rows(_file_rows(path), cfg, str(path)))
+        else:
+            examples = _from_beir(path if path is not None else source, cfg)
+    if not examples:
+        raise VembedError(f"training data {source} has no examples")
+    if cfg.limit is not None:
+        examples = examples[: cfg.limit]
+    return examples
+
+
+def _local_path(recipe: Any, source: str) -> Path | None:
+    if source.startswith("@package/"):
+        return None  # a card-style package path: resolved by the task-card code
+    path = recipe.resolve_path(source)
+    if path.exists():
+        return path
+    if Path(source).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
+        raise VembedError(f"training data file {path} does not exist")
+    return None  # a task card name
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+
+def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise VembedError(f"{where(path, number)}: invalid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise VembedError(f"{where(path, number)}: each line must be a JSON object")
+                yield where(path, number), row
+    elif suffix in (".csv", ".tsv"):
+        import csv
+
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            for number, row in enumerate(reader, start=2):  # line 1 is the header
+                yield (
+                    where(path, number),
+                    {k: _csv_value(v) for k, v in row.items() if k is not None},
+                )
+    elif suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises many types
+            raise VembedError(f"{path}: cannot read Parquet ({err})") from None
+        for number, row in enumerate(frame.to_dict(orient="records"), start=1):
+            yield f"{path} row {number}", {k: _plain(v) for k, v in row.items()}
+    else:
+        raise VembedError(
+            f"{path}: unsupported training file type '{suffix}'; use .jsonl, .csv, .tsv or .parquet"
+        )
+
+
+def _hf_rows(name: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        import datasets
+    except ImportError:
+        raise VembedError("reading hf:<name> needs the 'datasets' package") from None
+    try:
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as err:  # noqa: BLE001 - hub and file errors vary
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VembedError(
+            f"cannot load Hugging Face dataset {name} (split {split}): {first}"
+        ) from None
+    for number, row in enumerate(dataset, start=1):
+        yield f"hf:{name}[{split}] row {number}", dict(row)
+
+
+def _csv_value(value: str | None) -> Any:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+# -- formats -------------------------------------------------------------------------------
+
+
+def detect_format(row: Mapping[str, Any]) -> str:
+    """The format implied by a (column-mapped) row's keys."""
+    if "pos" in row:
+        return "embedrag"
+    if "teacher_scores" in row:
+        return "teacher"
+    if "score" in row and "positive" in row:
+        return "scored"
+    if "label" in row:
+        return "labels"
+    if "positive" in row:
+        return "pairs"
+    raise VembedError(
+        f"cannot tell the data format from the columns {sorted(row)}; expected "
+        "query+positive(+negatives), query+pos+neg, query+label or query+positive+score "
+        "(use data.columns to map other names)"
+    )
+
+
+def _from_rows(
+    rows: Iterator[tuple[str, dict[str, Any]]], cfg: Any, source: str
+) -> Iterator[TrainExample]:
+    mapping = {theirs: ours for ours, theirs in cfg.columns.items()}
+    fmt = None if cfg.format == "auto" else cfg.format
+    if fmt == "beir":
+        raise VembedError(
+            f"{source}: data.format 'beir' needs a BEIR folder or task name, not a file"
+        )
+    for place, raw in rows:
+        row = {mapping.get(key, key): value for key, value in raw.items()}
+        if fmt is None:
+            try:
+                fmt = detect_format(row)
+            except VembedError as err:
+                raise VembedError(f"{place}: {err}") from None
+        yield from _parse_row(row, fmt, place, cfg)
+
+
+def _parse_row(row: dict[str, Any], fmt: str, place: str, cfg: Any) -> Iterator[TrainExample]:
+    query = cfg.query_prompt + _text(row, "query", place)
+    doc = cfg.document_prompt
+    if fmt == "embedrag":
+        positives = _texts(row, "pos", place, required=True)
+        negatives = tuple(doc + t for t in _texts(row, "neg", place))
+        for positive in positives:
+            yield TrainExample(query, doc + positive, negatives)
+    elif fmt in ("pairs", "teacher"):
+        negatives = tuple(doc + t for t in _texts(row, "negatives", place))
+        teacher = None
+        if fmt == "teacher":
+            teacher = tuple(
+                _number(v, "teacher_scores", place) for v in _list(row, "teacher_scores", place)
+            )
+            if len(teacher) != 1 + len(negatives):
+                raise VembedError(
+                    f"{place}: 'teacher_scores' needs 1 + {len(negatives)} scores "
+                    f"(positive then each negative), got {len(teacher)}"
+                )
+        yield TrainExample(
+            query, doc + _text(row, "positive", place), negatives, teacher_scores=teacher
+        )
+    elif fmt == "labels":
+        label = row.get("label")
+        if label is None or isinstance(label, (list, dict)) or label == "":
+            raise VembedError(f"{place}: 'label' must be a class name or number")
+        positive = row.get("positive")
+        yield TrainExample(
+            query, doc + positive if isinstance(positive, str) else "", label=str(label)
+        )
+    elif fmt == "scored":
+        yield TrainExample(
+            query,
+            doc + _text(row, "positive", place),
+            score=_number(row.get("score"), "score", place),
+        )
+    else:  # pragma: no cover - the recipe schema restricts formats
+        raise VembedError(f"{place}: unknown data format {fmt!r}")
+
+
+def _text(row: Mapping[str, Any], key: str, place: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        got = "missing" if key not in row else f"{type(value).__name__} {value!r}"[:60]
+        raise VembedError(
+            f"{place}: '{key}' must be non-empty text ({got}); columns here: {sorted(row)}"
+        )
+    return value
+
+
+def _list(row: Mapping[str, Any], key: str, place: str) -> list[Any]:
+    value = row.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise VembedError(f"{place}: '{key}' must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _texts(row: Mapping[str, Any], key: str, place: str, *, required: bool = False) -> list[str]:
+    values = _list(row, key, place)
+    if required and not values:
+        raise VembedError(f"{place}: '{key}' must be a non-empty list of texts")
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise VembedError(f"{place}: every entry of '{key}' must be non-empty text")
+    return values
+
+
+def _number(value: Any, key: str, place: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise VembedError(f"{place}: '{key}' must be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise VembedError(f"{place}: '{key}' must be a number, got {value!r}") from None
+
+
+# -- BEIR ----------------------------------------------------------------------------------
+
+
+def _from_beir(source: str | Path, cfg: Any) -> list[TrainExample]:
+    """Positive (query, document) pairs from a BEIR folder's (or task card's) qrels split."""
+    from vembed_bench.data import load_task, resolve_card
+    from vembed_bench.encoders.text_inputs import item_text
+
+    card = resolve_card(str(source))
+    data = load_task(card, cfg.split)
+    docs = {d.id: d for d in data.corpus}
+    examples = []
+    for query in data.queries:
+        for doc_id, grade in sorted(data.qrels.get(query.id, {}).items()):
+            if grade > 0 and doc_id in docs:
+                text = query.text if not query.instruction else f"{query.instruction} {query.text}"
+                examples.append(
+                    TrainExample(
+                        cfg.query_prompt + text, cfg.document_prompt + item_text(docs[doc_id])
+                    )
+                )
+    return examples

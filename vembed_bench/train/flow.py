@@ -1,0 +1,340 @@
+"""Train, then benchmark: zero-shot eval -> fine-tune -> fine-tuned eval -> comparison.
+
+The run folder (``<output_dir>/<name>``) holds everything needed to trust and
+repeat the numbers::
+
+    config.yaml          the fully resolved recipe (defaults < YAML < --set)
+    train_log.jsonl      one row per logged step: step, epoch, loss, lr, samples_per_s
+    tensorboard/         TensorBoard events (the default logger)
+    loss.png             the loss curve
+    checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG (for --resume)
+    model/               the fine-tuned sentence-transformers folder (LoRA merged)
+    eval/zero_shot/...   result files of the base model (the usual eval pipeline and cache)
+    eval/fine_tuned/...  result files of the fine-tuned model
+    comparison.md/.json  per task and metric: zero-shot, fine-tuned, delta (points)
+
+``comparison.json`` follows the convention of ``report/collect.py`` (``pairs`` of
+result paths, so leaderboards pick the run up) and adds the table's ``rows``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vembed_bench.errors import VembedError
+from vembed_bench.train.recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_dict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainRun", "resolve_recipe", "run_training"]
+
+
+@dataclass
+class TrainRun:
+    """What a training run produced."""
+
+    recipe: Recipe
+    folder: Path
+    model_path: Path | None = None
+    zero_shot: list[Any] = field(default_factory=list)
+    fine_tuned: list[Any] = field(default_factory=list)
+    comparison: str = ""
+    """The comparison tables as Markdown (also in ``comparison.md``)."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """Per task, dimension and metric: zero_shot, fine_tuned, delta_pp (scores x100)."""
+    fit: Any = None
+
+
+def resolve_recipe(
+    recipe: str | Path | Mapping[str, Any] | Recipe,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> Recipe:
+    """A :class:`Recipe` from a YAML path, a dict or a recipe, with overrides applied and validated."""
+    from vembed_bench.train.recipe import apply_overrides
+
+    if isinstance(recipe, Recipe):
+        data = apply_overrides(recipe_to_dict(recipe), overrides)
+        return recipe_from_dict(data, base_dir=recipe.base_dir)
+    if isinstance(recipe, Mapping):
+        return recipe_from_dict(apply_overrides(recipe, overrides), source="recipe")
+    return load_recipe(recipe, overrides)
+
+
+def run_training(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    evaluate_base: bool = True,
+) -> TrainRun:
+    """The whole flow for a validated recipe; returns the run with its comparison."""
+    from vembed_bench.train.data import read_examples
+    from vembed_bench.train.loop import fit
+    from vembed_bench.train.model import build_model, save_model
+
+    # Under `accelerate launch` every process trains; only the main one evaluates and writes.
+    main = os.environ.get("RANK", "0") == "0"
+    folder = recipe.run_dir
+    if main:
+        folder = _prepare_folder(recipe, resume=resume, overwrite=overwrite)
+        _write_config(recipe, folder, resume=resume)
+    run = TrainRun(recipe=recipe, folder=folder)
+    examples = read_examples(recipe)  # fail on bad data before spending time on evaluation
+    if main and evaluate_base and recipe.eval.tasks:
+        run.zero_shot = _evaluate_all(
+            recipe,
+            _base_source(recipe),
+            folder / "eval" / "zero_shot",
+            _base_name(recipe),
+            _base_options(recipe),
+            progress,
+        )
+    import torch
+
+    model = build_model(recipe, device="cuda" if torch.cuda.is_available() else "cpu")
+    run.fit = fit(recipe, model, examples, folder, resume=resume, progress=progress)
+    if not main:
+        return run
+    prompts = {
+        k: v
+        for k, v in {
+            "query": recipe.data.query_prompt,
+            "document": recipe.data.document_prompt,
+        }.items()
+        if v
+    }
+    run.model_path = save_model(model, folder / "model", prompts=prompts or None)
+    _plot_loss(run.fit.log_rows, folder / "loss.png", recipe.name)
+    if recipe.eval.tasks:
+        run.fine_tuned = _evaluate_all(
+            recipe,
+            str(run.model_path),
+            folder / "eval" / "fine_tuned",
+            recipe.name,
+            {"max_length": recipe.model.max_length},
+            progress,
+        )
+        if run.zero_shot:
+            run.comparison, run.rows = write_comparison(run)
+    return run
+
+
+# -- run folder ----------------------------------------------------------------------------
+
+
+def _prepare_folder(recipe: Recipe, *, resume: bool, overwrite: bool) -> Path:
+    folder = recipe.run_dir
+    if resume and overwrite:
+        raise VembedError("--resume and --overwrite contradict each other; pass one")
+    if folder.exists() and any(folder.iterdir()):
+        if resume:
+            return folder
+        if not overwrite:
+            raise VembedError(
+                f"run folder {folder} already exists; pass --overwrite to replace it, "
+                "--resume to continue it, or --set name=<new name>"
+            )
+        shutil.rmtree(folder)
+    elif resume:
+        raise VembedError(f"--resume: run folder {folder} does not exist")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _write_config(recipe: Recipe, folder: Path, *, resume: bool) -> None:
+    import yaml
+
+    text = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
+    path = folder / "config.yaml"
+    if resume and path.is_file() and path.read_text(encoding="utf-8") != text:
+        log.warning(
+            "resuming %s with a recipe that differs from its config.yaml; the new one is saved",
+            folder,
+        )
+    path.write_text(text, encoding="utf-8")
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+
+def _base_source(recipe: Recipe) -> str:
+    from vembed_bench.train.model import resolve_model_path
+
+    return resolve_model_path(recipe)
+
+
+def _base_name(recipe: Recipe) -> str:
+    if recipe.model.name:
+        return recipe.model.name
+    value = recipe.model.path
+    if value.startswith("pip:"):
+        return value[4:].split("/")[0]
+    return Path(value.rstrip("/")).name or value
+
+
+def _base_options(recipe: Recipe) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "max_length": recipe.model.max_length,
+        "trust_remote_code": recipe.model.trust_remote_code,
+    }
+    from vembed_bench.encoders import folders
+
+    source = Path(_base_source(recipe))
+    plain_hf = recipe.model.type == "auto" and source.is_dir() and not folders.is_st_folder(source)
+    if recipe.model.type == "hf" or plain_hf:  # the pooling training wraps it with (model.py)
+        options.update(model_type="hf", pooling=recipe.model.pooling or "mean")
+    if recipe.data.query_prompt or recipe.data.document_prompt:
+        options.update(
+            query_prompt=recipe.data.query_prompt, document_prompt=recipe.data.document_prompt
+        )
+    return options
+
+
+def _eval_dims(recipe: Recipe) -> list[int]:
+    return sorted(set(recipe.eval.matryoshka_dims or recipe.loss.matryoshka_dims), reverse=True)
+
+
+def _evaluate_all(
+    recipe: Recipe,
+    source: str,
+    results_dir: Path,
+    name: str,
+    options: dict[str, Any],
+    progress: bool,
+) -> list[Any]:
+    """Each eval task at full size, then at each smaller Matryoshka dimension.
+
+    The encoder is loaded once; the truncated views (``vembed_bench.matryoshka``)
+    reuse the full-size embeddings from the cache instead of encoding again.
+    Each result gets a ``path`` attribute: where its file was written.
+    """
+    from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.matryoshka import evaluate_dims
+    from vembed_bench.pipeline import evaluate
+
+    encoder = load_encoder(source, show_progress=progress, name=name, **options)
+    cfg = recipe.eval
+    results = []
+    for task in cfg.tasks:
+        common = {
+            "split": cfg.split,
+            "limit": cfg.limit,
+            "batch_size": cfg.batch_size,
+            "cache_dir": cfg.cache_dir,
+            "results_dir": results_dir,
+            "model_name": name,
+            "show_progress": progress,
+        }
+        full = evaluate(task, encoder, **common)
+        full.path = full.default_path(results_dir)
+        results.append(full)
+        dims = [d for d in _eval_dims(recipe) if d < full.embedding_dim]
+        if dims:
+            for result in evaluate_dims(task, encoder, dims, **common):
+                dim = result.model_info["matryoshka_dim"]
+                result.path = result.default_path(results_dir / "matryoshka" / f"dim{dim}")
+                results.append(result)
+    return results
+
+
+# -- comparison ----------------------------------------------------------------------------
+
+
+def write_comparison(run: TrainRun) -> tuple[str, list[dict[str, Any]]]:
+    """Write ``comparison.md`` and ``comparison.json``; return the Markdown and the rows."""
+    from vembed_bench.report.comparison import comparison_table
+    from vembed_bench.report.files import write_text
+
+    folder = run.folder
+    pairs, rows, sections = [], [], [f"# {run.recipe.name}: zero-shot vs fine-tuned\n"]
+    base_by_key = {_key(r): r for r in run.zero_shot}
+    for tuned in run.fine_tuned:
+        base = base_by_key.get(_key(tuned))
+        if base is None:
+            continue
+        dim = tuned.model_info.get("matryoshka_dim")
+        pairs.append(
+            {
+                "base": os.path.relpath(base.path, folder),
+                "tuned": os.path.relpath(tuned.path, folder),
+            }
+        )
+        for metric in [base.main_metric] + sorted(m for m in base.scores if m != base.main_metric):
+            if metric in tuned.scores:
+                zs, ft = 100 * base.scores[metric], 100 * tuned.scores[metric]
+                rows.append(
+                    {
+                        "task": base.task,
+                        "split": base.split,
+                        "dim": dim or base.embedding_dim,
+                        "matryoshka": dim is not None,
+                        "metric": metric,
+                        "zero_shot": round(zs, 2),
+                        "fine_tuned": round(ft, 2),
+                        "delta_pp": round(ft - zs, 2),
+                    }
+                )
+        if dim is None:
+            sections.append(f"## {base.task} ({base.split})\n\n{comparison_table(base, tuned)}")
+    if any(r["matryoshka"] for r in rows):
+        sections.append(_matryoshka_table(rows))
+    text = "\n".join(sections)
+    write_text(folder / "comparison.md", text)
+    record = {"schema_version": 1, "name": run.recipe.name, "pairs": pairs, "rows": rows}
+    write_text(folder / "comparison.json", json.dumps(record, indent=2) + "\n")
+    return text, rows
+
+
+def _matryoshka_table(rows: list[dict[str, Any]]) -> str:
+    """One row per (task, dimension) for each task's main metric: the score-vs-size trade-off."""
+    lines = [
+        "## Matryoshka dimensions (main metric, scores x100)\n",
+        "| task | metric | dim | zero-shot | fine-tuned | Δ |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    main = {}
+    for row in rows:
+        main.setdefault((row["task"], row["split"]), row["metric"])  # main metric comes first
+    for row in sorted(rows, key=lambda r: (r["task"], -r["dim"])):
+        if row["metric"] == main[(row["task"], row["split"])]:
+            lines.append(
+                f"| {row['task']} | {row['metric']} | {row['dim']} | {row['zero_shot']:.2f} | "
+                f"{row['fine_tuned']:.2f} | {row['delta_pp']:+.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _key(result: Any) -> tuple:
+    return (result.task, result.split, result.model_info.get("matryoshka_dim"))
+
+
+def _plot_loss(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    if not rows:
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed; no loss.png")
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(
+        [r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None
+    )
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{title}: training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

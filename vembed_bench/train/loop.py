@@ -1,0 +1,434 @@
+"""The training loop: accelerate, schedules, clipping, logging, checkpoints and exact resume.
+
+The data order of epoch ``e`` is a permutation drawn from ``seed + e``, so the
+position in the data is just the global step: resuming restores the weights,
+optimizer, scheduler and RNG states of the last checkpoint and continues at its
+step, giving the same weights as an uninterrupted run. Each process takes its
+contiguous share of every global batch (DDP); contrastive losses gather the
+other shares as negatives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vembed_bench.errors import VembedError
+from vembed_bench.train.data import TrainExample
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FitSummary", "fit", "latest_checkpoint"]
+
+CHECKPOINTS = "checkpoints"
+TRAIN_LOG = "train_log.jsonl"
+
+
+@dataclass
+class FitSummary:
+    steps: int
+    resumed_from: int | None
+    final_loss: float | None
+    seconds: float
+    samples_per_second: float
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit(
+    recipe: Any,
+    model: Any,
+    examples: Sequence[TrainExample],
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    accelerator: Any = None,
+) -> FitSummary:
+    """Train ``model`` in place on ``examples``; logs, TensorBoard and checkpoints go to ``run_dir``."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg = recipe.training
+    use_cuda = torch.cuda.is_available()
+    if accelerator is None:
+        accelerator = Accelerator(
+            cpu=not use_cuda, mixed_precision="bf16" if (cfg.bf16 and use_cuda) else "no"
+        )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size % world:
+        raise VembedError(
+            f"training.batch_size {cfg.batch_size} must divide by the {world} processes"
+        )
+    set_seed(cfg.seed)
+
+    from vembed_bench.train.losses import build_loss
+
+    loss_module = build_loss(recipe.loss, gather=cfg.gather_across_devices).to(accelerator.device)
+    labels = _label_ids(examples) if recipe.loss.name == "supcon" else {}
+    params = [p for p in model.parameters() if p.requires_grad] + list(loss_module.parameters())
+    if not params:
+        raise VembedError(
+            "nothing to train: every parameter is frozen (check model.freeze and lora)"
+        )
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = _steps_per_epoch(len(examples), cfg.batch_size, world)
+    total = cfg.max_steps or cfg.epochs * per_epoch
+    scheduler = _scheduler(optimizer, cfg, total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    run_dir = Path(run_dir)
+    start, resumed = 0, None
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise VembedError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}")
+        start = _load_checkpoint(
+            checkpoint, accelerator.unwrap_model(model), loss_module, optimizer, scheduler
+        )
+        resumed = start
+    log_rows = _restore_log(run_dir / TRAIN_LOG, start) if accelerator.is_main_process else []
+    writer = _writer(cfg, run_dir, recipe) if accelerator.is_main_process else None
+
+    from vembed_bench.train.model import embed_texts
+
+    def embed(texts: Sequence[str]) -> Any:
+        with accelerator.autocast():
+            return embed_texts(model, texts, accelerator.device).float()
+
+    bar = _progress(total, start, progress and accelerator.is_main_process)
+    began = time.perf_counter()
+    samples = 0
+    final_loss = None
+    for step in range(start, total):
+        epoch, position = divmod(step, per_epoch)
+        indices = _batch_indices(len(examples), cfg.batch_size, world, cfg.seed, epoch, position)
+        local = [examples[i] for i in _shard(indices, rank, world)]
+        tick = time.perf_counter()
+        loss_value = _train_step(
+            local, embed, loss_module, labels, recipe, accelerator, model, accelerator.device
+        )
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        lr = scheduler.get_last_lr()[0]  # the rate this step used
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - tick
+        samples += len(indices)
+        final_loss = loss_value
+        done = step + 1
+        row = {
+            "step": done,
+            "epoch": round(done / per_epoch, 4),
+            "loss": round(loss_value, 6),
+            "lr": lr,
+            "samples_per_s": round(len(indices) / elapsed, 2),
+        }
+        if accelerator.is_main_process:
+            if done % cfg.log_every == 0 or done == total:
+                log_rows.append(row)
+                _append_log(run_dir / TRAIN_LOG, row)
+                if writer is not None:
+                    writer.log(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{row['lr']:.2e}")
+        at_epoch_end = done % per_epoch == 0
+        if (
+            done == total
+            or (cfg.save_every and done % cfg.save_every == 0)
+            or (not cfg.save_every and at_epoch_end)
+        ):
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                _save_checkpoint(
+                    run_dir,
+                    done,
+                    accelerator.unwrap_model(model),
+                    loss_module,
+                    optimizer,
+                    scheduler,
+                    cfg.keep_checkpoints,
+                )
+    bar.close()
+    if writer is not None:
+        writer.close()
+    seconds = time.perf_counter() - began
+    return FitSummary(
+        steps=total,
+        resumed_from=resumed,
+        final_loss=final_loss,
+        seconds=round(seconds, 3),
+        samples_per_second=round(samples / seconds, 2) if seconds > 0 else 0.0,
+        log_rows=log_rows,
+    )
+
+
+# -- one step ------------------------------------------------------------------------------
+
+
+def _train_step(
+    batch: Sequence[TrainExample],
+    embed: Any,
+    loss_module: Any,
+    labels: dict[str, int],
+    recipe: Any,
+    accelerator: Any,
+    model: Any,
+    device: Any,
+) -> float:
+    import torch
+
+    from vembed_bench.train.gradcache import gradcache_step, plain_step
+    from vembed_bench.train.losses import EmbeddingBatch
+
+    n_neg = min([len(ex.negatives) for ex in batch] + [recipe.data.negatives_per_query])
+    has_positive = all(ex.positive for ex in batch)
+    texts = [ex.query for ex in batch]
+    if has_positive:
+        texts += [ex.positive for ex in batch]
+    texts += [neg for ex in batch for neg in ex.negatives[:n_neg]]
+    size = len(batch)
+    extras: dict[str, Any] = {}
+    if recipe.loss.name == "supcon":
+        extras["labels"] = torch.tensor([labels[ex.label] for ex in batch], device=device)
+    if recipe.loss.name == "cosent":
+        extras["scores"] = torch.tensor([float(ex.score) for ex in batch], device=device)
+    if recipe.loss.name == "distill":
+        extras["teacher_scores"] = torch.tensor(
+            [ex.teacher_scores[: 1 + n_neg] for ex in batch], device=device, dtype=torch.float32
+        )
+
+    def loss_fn(reps: Any) -> Any:
+        anchor = reps[:size]
+        positive = reps[size : 2 * size] if has_positive else None
+        rest = reps[2 * size :] if has_positive else reps[size:]
+        negatives = rest.reshape(size, n_neg, -1) if n_neg else None
+        return loss_module(EmbeddingBatch(anchor, positive, negatives, **extras))
+
+    chunk = recipe.training.gradcache_chunk
+    if chunk:
+        return gradcache_step(
+            embed,
+            texts,
+            loss_fn,
+            chunk,
+            backward=accelerator.backward,
+            no_sync=(lambda: accelerator.no_sync(model)),
+            device=device,
+        )
+    return plain_step(embed, texts, loss_fn, accelerator.backward)
+
+
+def _label_ids(examples: Sequence[TrainExample]) -> dict[str, int]:
+    return {
+        label: i
+        for i, label in enumerate(sorted({ex.label for ex in examples if ex.label is not None}))
+    }
+
+
+# -- data order ----------------------------------------------------------------------------
+
+
+def _steps_per_epoch(n: int, batch_size: int, world: int) -> int:
+    if world > 1:  # equal shares on every device: drop the last partial batch
+        if n < batch_size:
+            raise VembedError(f"{n} training examples are fewer than one batch of {batch_size}")
+        return n // batch_size
+    return math.ceil(n / batch_size)
+
+
+def _batch_indices(
+    n: int, batch_size: int, world: int, seed: int, epoch: int, position: int
+) -> list[int]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def _shard(indices: list[int], rank: int, world: int) -> list[int]:
+    share = len(indices) // world
+    return indices[rank * share : (rank + 1) * share]
+
+
+def _scheduler(optimizer: Any, cfg: Any, total: int) -> Any:
+    from transformers import get_scheduler
+
+    name = {"constant": "constant_with_warmup"}.get(cfg.schedule, cfg.schedule)
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total
+    )
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder with the highest step that finished writing, or ``None``."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = sorted(
+        (int(p.name.split("-")[1]), p)
+        for p in folder.glob("step-*")
+        if (p / "state.json").is_file() and p.name.split("-")[1].isdigit()
+    )
+    return found[-1][1] if found else None
+
+
+def _save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: Any,
+    loss_module: Any,
+    optimizer: Any,
+    scheduler: Any,
+    keep: int,
+) -> Path:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(run_dir) / CHECKPOINTS / f"step-{step:07d}"
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {
+        f"model.{n}": p.detach().cpu().contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+    weights.update(
+        {f"loss.{n}": p.detach().cpu().contiguous() for n, p in loss_module.named_parameters()}
+    )
+    save_file(weights, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    np_state = np.random.get_state()
+    rng = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    old = sorted(p for p in folder.parent.glob("step-*") if not p.name.endswith(".tmp"))
+    for stale in old[:-keep] if keep > 0 else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+def _load_checkpoint(
+    folder: Path, model: Any, loss_module: Any, optimizer: Any, scheduler: Any
+) -> int:
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    loss_params = dict(loss_module.named_parameters())
+    with torch.no_grad():
+        for key, value in weights.items():
+            kind, _, name = key.partition(".")
+            target = (params if kind == "model" else loss_params).get(name)
+            if target is None or target.shape != value.shape:
+                raise VembedError(
+                    f"checkpoint {folder} does not match this model ({name}); "
+                    "resume with the recipe the run was started with"
+                )
+            target.copy_(value)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    rng = torch.load(folder / "rng.pt", weights_only=True)
+    random.setstate(_as_tuple(rng["python"]))
+    torch.set_rng_state(rng["torch"])
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+def _restore_log(path: Path, step: int) -> list[dict[str, Any]]:
+    """Rows up to ``step`` (rows past a resumed checkpoint are dropped, then re-logged)."""
+    if not path.is_file():
+        return []
+    rows = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    rows = [row for row in rows if row.get("step", 0) <= step]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return rows
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+class _Writer:
+    def __init__(self, tensorboard: Any = None, wandb_run: Any = None) -> None:
+        self.tensorboard = tensorboard
+        self.wandb_run = wandb_run
+
+    def log(self, row: dict[str, Any]) -> None:
+        step = row["step"]
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "samples_per_s"):
+                self.tensorboard.add_scalar(f"train/{key}", row[key], step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def _writer(cfg: Any, run_dir: Path, recipe: Any) -> _Writer | None:
+    if cfg.logger == "tensorboard":
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("tensorboard is not installed; logging to train_log.jsonl only")
+            return None
+        return _Writer(tensorboard=SummaryWriter(str(Path(run_dir) / "tensorboard")))
+    if cfg.logger == "wandb":
+        try:
+            import wandb
+        except ImportError:
+            raise VembedError("training.logger 'wandb' needs the 'wandb' package") from None
+        return _Writer(
+            wandb_run=wandb.init(
+                project=cfg.wandb_project or "vembed-bench", name=recipe.name, dir=str(run_dir)
+            )
+        )
+    return None
+
+
+def _progress(total: int, start: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="step", disable=not enabled)
