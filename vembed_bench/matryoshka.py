@@ -155,8 +155,11 @@ def dims_table(results: Sequence[Any]) -> str:
     """A Markdown table: one row per dimension, the main metric and the other K metrics."""
     if not results:
         return ""
-    metrics = [results[0].main_metric] + [m for m in results[0].scores if m != results[0].main_metric]
-    metrics = metrics[:6]
+    scores = results[0].scores
+    preferred = [m for m in ("ndcg@10", "recall@10", "mrr@10", "map@10", "recall@100") if m in scores]
+    metrics = list(dict.fromkeys([results[0].main_metric, *preferred]))
+    if len(metrics) < 3:  # cards without K=10: the first other metrics
+        metrics = list(dict.fromkeys([*metrics, *scores]))[:5]
     lines = ["| dim | " + " | ".join(metrics) + " |", "|---:|" + "---:|" * len(metrics)]
     for r in results:
         lines.append(f"| {r.model_info.get(MATRYOSHKA_KEY, r.embedding_dim)} | "
