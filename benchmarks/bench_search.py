@@ -57,15 +57,6 @@ def set_threads(n: int) -> dict[str, object]:
     """Pin BLAS, OpenMP (faiss) and torch to the same thread count; report what was set."""
     info: dict[str, object] = {}
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-
-        threadpool_limits(n)
-        info["threadpools"] = sorted(
-            {f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()}
-        )
-    except ImportError:
-        pass
-    try:
         import faiss
 
         faiss.omp_set_num_threads(n)
@@ -77,6 +68,15 @@ def set_threads(n: int) -> dict[str, object]:
 
         torch.set_num_threads(n)
         info["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:  # after the imports above, so their BLAS/OpenMP pools are seen too
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        threadpool_limits(n)
+        info["threadpools"] = sorted(
+            {f"{Path(p['filepath']).name}={p['num_threads']}" for p in threadpool_info()}
+        )
     except ImportError:
         pass
     return info
@@ -221,7 +221,7 @@ def main() -> None:
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {machine()}",
         f"- threads: {args.threads} ({threads})",
-        f"- command: `.venv/bin/python benchmarks/bench_search.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"- command: `{' '.join(['.venv/bin/python benchmarks/bench_search.py', *sys.argv[1:]])}`",
         f"- d={args.d}, nq={args.nq}, random unit vectors; {args.reps} interleaved repetitions",
         f"- libraries: " + "; ".join(resolve_backend(b).describe()["library"] for b in backends),
         f"- wall time: {time.time() - started:.0f} s",

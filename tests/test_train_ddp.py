@@ -68,7 +68,7 @@ def test_all_gather_keeps_gradients(gathered, symmetric):
     # The global loss is the mean of the per-rank losses; every rank's backward reaches every
     # rank's embeddings through the gather, so each rank holds WORLD x d(global loss)/d(own rows).
     assert float(sum(r["loss"] for r in ranks) / WORLD) == pytest.approx(
-        float(reference), rel=1e-12
+        float(reference.detach()), rel=1e-12
     )
     for rank, got in enumerate(ranks):
         part = slice(rank * PER_RANK, (rank + 1) * PER_RANK)

@@ -57,6 +57,11 @@ def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def manifest_key(*parts: Any) -> str:
+    """Hex key of an encode manifest (see :meth:`EmbeddingCache.read_manifest`)."""
+    return hashlib.sha256(json.dumps(["manifest-v1", *parts], sort_keys=True, default=str).encode()).hexdigest()
+
+
 class EmbeddingCache:
     """Sharded, resumable on-disk store of embedding matrices."""
 
@@ -68,6 +73,32 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
+    def _entry(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def contains(self, key: str) -> bool:
+        return (self._entry(key) / "embeddings.npy").is_file()
+
+    def load(self, key: str) -> np.ndarray:
+        """Read a complete entry (counted as a hit)."""
+        self.hits += 1
+        return np.load(self._entry(key) / "embeddings.npy", allow_pickle=False)
+
+    def read_manifest(self, key: str) -> dict[str, Any] | None:
+        """An encode manifest records, for a model folder + options + items, the encoder's
+        own description and the two entry keys, so a full hit needs no model at all."""
+        if self.policy is not CachePolicy.USE:
+            return None
+        path = self.root / "manifests" / f"{key}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def write_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+        if self.policy is not CachePolicy.OFF:
+            write_json(self.root / "manifests" / f"{key}.json", manifest)
+
     def get_or_compute(self, key: str, items: Sequence[Item],
                        compute: Callable[[Sequence[Item]], np.ndarray],
                        meta: dict[str, Any] | None = None) -> np.ndarray:
@@ -75,13 +106,12 @@ class EmbeddingCache:
         if self.policy is CachePolicy.OFF:
             self.misses += 1
             return compute(items)
-        entry = self.root / key[:2] / key
+        entry = self._entry(key)
         final = entry / "embeddings.npy"
         if self.policy is CachePolicy.REFRESH and entry.exists():
             shutil.rmtree(entry)
         if final.is_file():
-            self.hits += 1
-            return np.load(final, mmap_mode=None, allow_pickle=False)
+            return self.load(key)
         self.misses += 1
         shards = []
         for start in range(0, len(items), self.shard_size):

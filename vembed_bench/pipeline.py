@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vembed_bench.cache import CachePolicy, EmbeddingCache, cache_key
+from vembed_bench.cache import CachePolicy, EmbeddingCache, cache_key, manifest_key
 from vembed_bench.data import TaskCard, TaskData, data_fingerprint, load_task, resolve_card
 from vembed_bench.errors import VembedError
 from vembed_bench.results import Result
@@ -66,25 +67,10 @@ def evaluate(
 
     with _timed(timings, "load_task"):
         data = load_task(card, split, limit=limit, seed=seed)
-    with _timed(timings, "load_model"):
-        encoder = _load_encoder(model, show_progress=show_progress, **encoder_options)
-    description = encoder.describe()
-    fingerprint = encoder.fingerprint()
     store = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None, cache)
-    settings = {key: description[key] for key in CACHE_SETTING_KEYS if key in description}
-
-    with _timed(timings, "encode_queries"):
-        queries = store.get_or_compute(
-            cache_key(fingerprint, "query", settings, data.queries), data.queries,
-            lambda items: encoder.encode_queries(items, batch_size=batch_size),
-            meta={"role": "query", "task": data.name, "split": data.split},
-        )
-    with _timed(timings, "encode_corpus"):
-        corpus = store.get_or_compute(
-            cache_key(fingerprint, "document", settings, data.corpus), data.corpus,
-            lambda items: encoder.encode_documents(items, batch_size=batch_size),
-            meta={"role": "document", "task": data.name},
-        )
+    embedded = _embed(data, model, store, timings, batch_size=batch_size, show_progress=show_progress,
+                      encoder_options=encoder_options)
+    queries, corpus = embedded.queries, embedded.corpus
     _check_embeddings(queries, corpus, len(data.queries), len(data.corpus))
 
     with _timed(timings, "search"):
@@ -97,13 +83,13 @@ def evaluate(
     result = Result(
         task=card.name,
         split=data.split,
-        model=model_name or getattr(encoder, "name", None) or str(model),
+        model=model_name or embedded.name or str(model),
         main_metric=main_metric,
         scores=scored.aggregate,
         per_query=scored,
         k_values=list(k_values),
         metric_definitions=dict(METRIC_DEFINITIONS),
-        model_info={**description, "fingerprint": fingerprint, **_encode_stats(encoder)},
+        model_info=embedded.model_info,
         task_info=_task_info(card, data),
         search_info=_search_info(found),
         embedding_dim=int(queries.shape[1]),
@@ -122,6 +108,76 @@ def evaluate(
             save_grid(data, found.indices, result.default_path(Path(results_dir)).with_suffix(".grid.png"),
                       n_queries=grid, top_k=min(5, found.indices.shape[1]), seed=seed)
     return result
+
+
+@dataclass
+class Embedded:
+    """Both sides' embeddings, and what the result file records about the encoder."""
+
+    queries: np.ndarray
+    corpus: np.ndarray
+    name: str
+    model_info: dict[str, Any]
+
+
+def _embed(data: TaskData, model: Any, store: EmbeddingCache, timings: dict[str, float], *,
+           batch_size: int, show_progress: bool, encoder_options: dict[str, Any]) -> Embedded:
+    """Encode queries and corpus through the cache, loading the model only when needed.
+
+    A re-run of a local model folder on the same data finds an encode manifest
+    (what the encoder described itself as, and its two cache keys) and never
+    imports torch or loads the weights: a cache hit costs milliseconds.
+    """
+    manifest_key = _manifest_key(data, model, store, encoder_options)
+    manifest = store.read_manifest(manifest_key) if manifest_key else None
+    if manifest is not None and all(store.contains(manifest[key]) for key in ("query_key", "document_key")):
+        with _timed(timings, "encode_queries"):
+            queries = store.load(manifest["query_key"])
+        with _timed(timings, "encode_corpus"):
+            corpus = store.load(manifest["document_key"])
+        return Embedded(queries, corpus, manifest["name"], manifest["model_info"])
+
+    with _timed(timings, "load_model"):
+        encoder = _load_encoder(model, show_progress=show_progress, **encoder_options)
+    description = encoder.describe()
+    fingerprint = encoder.fingerprint()
+    settings = {key: description[key] for key in CACHE_SETTING_KEYS if key in description}
+    query_key = cache_key(fingerprint, "query", settings, data.queries)
+    document_key = cache_key(fingerprint, "document", settings, data.corpus)
+    with _timed(timings, "encode_queries"):
+        queries = store.get_or_compute(
+            query_key, data.queries, lambda items: encoder.encode_queries(items, batch_size=batch_size),
+            meta={"role": "query", "task": data.name, "split": data.split},
+        )
+    with _timed(timings, "encode_corpus"):
+        corpus = store.get_or_compute(
+            document_key, data.corpus, lambda items: encoder.encode_documents(items, batch_size=batch_size),
+            meta={"role": "document", "task": data.name},
+        )
+    model_info = {**description, "fingerprint": fingerprint, **_encode_stats(encoder)}
+    name = getattr(encoder, "name", None) or ""
+    if manifest_key:
+        store.write_manifest(manifest_key, {"name": name, "model_info": model_info,
+                                            "query_key": query_key, "document_key": document_key})
+    return Embedded(queries, corpus, name, model_info)
+
+
+def _manifest_key(data: TaskData, model: Any, store: EmbeddingCache,
+                  encoder_options: dict[str, Any]) -> str | None:
+    """Key of the encode manifest: folder content, options, machine kind and items.
+
+    Only local folders qualify (their content digest is cached by file stat, so
+    it is cheap); objects and hub ids always go through the encoder. Whether a
+    GPU is present is part of the key because it changes the default dtype.
+    """
+    if store.policy is not CachePolicy.USE or not isinstance(model, (str, Path)) or not Path(model).is_dir():
+        return None
+    from vembed_bench.data.loading import items_fingerprint
+    from vembed_bench.encoders.fingerprint import folder_digest
+
+    gpu_present = any(Path("/dev").glob("nvidia[0-9]*"))
+    return manifest_key(folder_digest(model), encoder_options, gpu_present,
+                        items_fingerprint(data.queries), items_fingerprint(data.corpus))
 
 
 def _encode_stats(encoder: Any) -> dict[str, Any]:
