@@ -40,7 +40,7 @@ def sentence_transformer():
 def test_cli_writes_a_complete_result_and_the_api_reproduces_it_from_the_cache(tmp_path, cache_dir):
     results = tmp_path / "results"
     args = ["eval", "--task", "python_faq", "--model", MODEL, "--model-name", "minilm", "--limit", "30",
-            "--max-length", "128", "--cache-dir", str(cache_dir), "--results-dir", str(results), "--no-progress"]
+            "--max-length", "64", "--cache-dir", str(cache_dir), "--results-dir", str(results), "--no-progress"]
     cli = subprocess.run([sys.executable, "-m", "vembed_bench.cli", *args], capture_output=True, text=True, cwd=REPO)
     assert cli.returncode == 0, cli.stderr
     (path,) = results.rglob("*.json")
@@ -54,7 +54,7 @@ def test_cli_writes_a_complete_result_and_the_api_reproduces_it_from_the_cache(t
     assert record["environment"]["versions"]["torch"]
     assert f"{100 * record['scores']['ndcg@10']:.2f}" in cli.stdout  # printed numbers come from the file
 
-    api = vembed_bench.evaluate(task="python_faq", model=MODEL, model_name="minilm", limit=30, max_length=128,
+    api = vembed_bench.evaluate(task="python_faq", model=MODEL, model_name="minilm", limit=30, max_length=64,
                                 cache_dir=cache_dir, results_dir=None, show_progress=False)
     assert api.cache == {"policy": "use", "hits": 2, "misses": 0}
     assert api.scores == load_result(path).scores

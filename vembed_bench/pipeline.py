@@ -74,7 +74,7 @@ def evaluate(
     _check_embeddings(queries, corpus, len(data.queries), len(data.corpus))
 
     with _timed(timings, "search"):
-        found = _search(data, queries, corpus, max(k_values), backend, index)
+        found, backend_info = _search(data, queries, corpus, max(k_values), backend, index)
     with _timed(timings, "score"):
         from vembed_bench.metrics import METRIC_DEFINITIONS, score_indices
 
@@ -91,7 +91,7 @@ def evaluate(
         metric_definitions=dict(METRIC_DEFINITIONS),
         model_info=embedded.model_info,
         task_info=_task_info(card, data),
-        search_info=_search_info(found),
+        search_info={**backend_info, **_search_info(found)},
         embedding_dim=int(queries.shape[1]),
         seed=seed,
         limit=limit if limit is not None else card.limit,
@@ -187,13 +187,13 @@ def _encode_stats(encoder: Any) -> dict[str, Any]:
 
 
 def _load_encoder(model: Any, **options: Any):
-    from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.encoders import load_encoder
 
     return load_encoder(model, **options)
 
 
 def _search(data: TaskData, queries: np.ndarray, corpus: np.ndarray, k: int, backend: str, index: str):
-    from vembed_bench.search import search
+    from vembed_bench.search import resolve_backend, search
 
     position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids())}
     exclude = None
@@ -203,7 +203,8 @@ def _search(data: TaskData, queries: np.ndarray, corpus: np.ndarray, k: int, bac
     if data.candidates is not None:
         candidates = [np.array([position[d] for d in data.candidates[qid]], dtype=np.int64)
                       for qid in data.query_ids()]
-    return search(queries, corpus, k, backend=backend, index=index, exclude=exclude, candidates=candidates)
+    found = search(queries, corpus, k, backend=backend, index=index, exclude=exclude, candidates=candidates)
+    return found, resolve_backend(backend).describe(index)
 
 
 def _check_main_metric(main_metric: str, k_values: Sequence[int]) -> None:
