@@ -8,10 +8,8 @@ rather than sentence-transformers' because it is faster on the same weights:
   padding; batches are then formed by *exact token length* (longest first, so
   an out-of-memory error shows up in the first batch), which leaves almost no
   padding, and padded with numpy instead of a second tokenizer pass;
-* on CPU a batch also stops at 512 padded tokens: per-layer activations then
-  stay in cache (512 x 1536 floats = 3 MB for MiniLM's FFN) instead of spilling
-  to DRAM; measured 1.25x (MiniLM) to 1.6x (BERT-base) faster than 32 texts of
-  up to 256 tokens per batch. On GPUs larger batches are better, so no cap;
+* on CPU a batch also stops at ``runtime.CPU_BATCH_TOKENS`` padded tokens, a
+  bound on activation memory (smaller caps were measured slower); on GPUs no cap;
 * ``torch.inference_mode`` and pooling by one batched matmul (no masked copy
   of the hidden states);
 * each batch's rows are written straight into the preallocated output array
@@ -76,7 +74,7 @@ class HFEncoder(TextEncoderBase):
         ``source`` is a local folder or a hub id; ``folder`` is where its JSON
         metadata can be read (the folder itself, or the hub snapshot), used for
         defaults and the fingerprint. ``max_batch_tokens`` caps padded tokens
-        per batch (``None``: 512 on CPU, no cap elsewhere; ``0``: no cap); it
+        per batch (``None``: ``CPU_BATCH_TOKENS`` on CPU, no cap elsewhere; ``0``: no cap); it
         changes speed, and the embeddings only at float-rounding level.
         """
         self.source = str(source)
