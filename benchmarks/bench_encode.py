@@ -4,11 +4,13 @@ Usage (about 2-3 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/bench_encode.py            # writes benchmarks/results/encode_cpu.md
     .venv/bin/python benchmarks/bench_encode.py --n 500 --rounds 1 --out -   # quick look, stdout only
+    .venv/bin/python benchmarks/bench_encode.py --threads 1 --n 1000 --append  # add a 1-thread section
 
 Same model (the offline all-MiniLM-L6-v2 folder), same texts, same batch
 size, same thread count for every contender:
 
-* ``ours hf``  : :class:`HFEncoder` (our tokenize-once, exact-length batching loop);
+* ``ours hf``  : :class:`HFEncoder` (our tokenize-once, exact-length batching loop),
+  at its default CPU cap of padded tokens per batch and at the ``--hf-caps`` ones;
 * ``ours st``  : :class:`STEncoder` (sentence-transformers behind our protocol);
 * ``st encode``: ``SentenceTransformer.encode(normalize_embeddings=True)``, the reference.
 
@@ -172,6 +174,13 @@ def run(args: argparse.Namespace) -> str:
 
     contenders = {
         "ours hf": lambda xs: ours_hf.encode_documents(xs, batch_size=args.batch_size),
+    }
+    default_cap = ours_hf.max_batch_tokens or 0
+    for cap in sorted({int(c) for c in args.hf_caps.split(",") if c.strip()} - {default_cap}):
+        contenders[f"ours hf, {cap or 'no'} token cap"] = (
+            lambda xs, cap=cap: _with_cap(ours_hf, cap, xs, args.batch_size)
+        )
+    contenders |= {
         "ours st": lambda xs: ours_st.encode_documents(xs, batch_size=args.batch_size),
         "st encode": lambda xs: reference.encode(
             [x.text for x in xs],
@@ -240,7 +249,7 @@ def run(args: argparse.Namespace) -> str:
         f"- versions: {json.dumps(ours_hf.describe()['versions'])}",
         f"- model: all-MiniLM-L6-v2 ({model_path}); {shape['layers']} layers, hidden "
         f"{shape['hidden']}, {shape['linear_params'] / 1e6:.2f} M linear weights; fp32; "
-        f"max_length {max_length}",
+        f"max_length {max_length}; ours hf default CPU token cap per batch: {default_cap or 'none'}",
         f"- texts: {len(texts)} ({source}); {tokens:,} real tokens, "
         f"{tokens / len(texts):.1f} per text; batch size {args.batch_size}",
         f"- useful model FLOPs: {flops / 1e9:.1f} GFLOP "
@@ -259,6 +268,16 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _with_cap(encoder, cap: int, items, batch_size: int):
+    """Encode with another CPU token cap per batch, then restore the default."""
+    default = encoder.max_batch_tokens
+    encoder.max_batch_tokens = cap or None
+    try:
+        return encoder.encode_documents(items, batch_size=batch_size)
+    finally:
+        encoder.max_batch_tokens = default
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -271,16 +290,24 @@ def _cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="number of texts")
+    parser.add_argument("--n", type=int, default=1500, help="number of texts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slice", type=int, default=250, help="texts per interleaved slice")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--hf-caps",
+        default="512",
+        help="extra CPU padded-token caps per batch to compare for ours hf (comma list, 0 = none)",
+    )
     parser.add_argument("--model", default=None, help="sentence-transformers folder (default: MiniLM)")
     parser.add_argument(
         "--out",
         default=str(ROOT / "benchmarks" / "results" / "encode_cpu.md"),
         help="markdown output file, or - for stdout only",
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="append a section instead of overwriting --out"
     )
     args = parser.parse_args()
     report = run(args)
@@ -288,7 +315,13 @@ def main() -> None:
     if args.out != "-":
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report, encoding="utf-8")
+        if args.append and out.is_file():
+            body = out.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + report.replace(
+                "# Encode throughput on CPU", "## Encode throughput on CPU", 1
+            )
+        else:
+            body = report
+        out.write_text(body, encoding="utf-8")
         print(f"wrote {out}", file=sys.stderr)
 
 

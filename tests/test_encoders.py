@@ -259,7 +259,10 @@ def test_empty_input_gives_empty_array(tiny_encoder):
 
 
 # --------------------------------------------------------------------------- st encoder
-def test_st_encoder_matches_sentence_transformers(st_reference):
+def test_st_encoder_matches_sentence_transformers(st_reference, monkeypatch):
+    import vembed_bench.encoders.st_encoder as st_module
+
+    monkeypatch.setattr(st_module, "CPU_BATCH_TOKENS", 512)  # make the length groups kick in
     enc = load_encoder(MINILM, device="cpu", show_progress=False)
     assert isinstance(enc, STEncoder)
     got = enc.encode_documents(items(TEXTS))
