@@ -39,4 +39,8 @@ leaderboards: setup
 	$(UV) run --frozen --no-sync vembed-bench demo --results-dir leaderboards/results
 	$(UV) run --frozen --no-sync vembed-bench eval --task python_faq --model "$(DEMO_MODEL)" \
 	  --model-name all-MiniLM-L6-v2 --dims 384,256,128,64 --results-dir leaderboards/results
+	$(UV) run --frozen --no-sync vembed-bench train trainers/minilm_python_faq.yaml --set output_dir=runs --overwrite
+	rm -rf leaderboards/results/runs/minilm-python-faq && mkdir -p leaderboards/results/runs/minilm-python-faq
+	cd runs/minilm-python-faq && cp -r eval comparison.json comparison.md train_log.jsonl loss.png config.yaml \
+	  ../../leaderboards/results/runs/minilm-python-faq/
 	$(UV) run --frozen --no-sync vembed-bench leaderboard leaderboards/results --out leaderboards

@@ -7,8 +7,9 @@ pooling that drops the prompt tokens), so the library's own ``encode_query`` /
 the model's stored one) and pass it as ``prompt=`` so prompt-aware pooling
 still knows where the prompt ends. On CPU we also split the texts into
 token-length groups so that each ``encode`` call gets a batch size that keeps a
-batch within :data:`~vembed_bench.encoders.runtime.CPU_BATCH_TOKENS` (faster,
-same outputs). This module is also used for SentenceTransformer objects the
+batch within :data:`~vembed_bench.encoders.runtime.CPU_BATCH_TOKENS` padded
+tokens (same outputs; with the default bound and batch size it is one group).
+This module is also used for SentenceTransformer objects the
 user already holds (see ``wrapped.py``).
 """
 
@@ -148,19 +149,21 @@ class STEncoder(TextEncoderBase):
     ) -> list[tuple[list[int], int]]:
         """Length groups with a CPU-friendly batch size each: ``[(indices, batch_size)]``.
 
-        On CPU, batches of at most ~512 padded tokens keep activations in cache
-        (see ``hf_encoder``), but sentence-transformers has one batch size for a
-        whole call. So texts are sorted by token length and cut into groups that
-        share ``min(batch_size, 512 // longest)``; each group is one ``encode``
-        call (at most ``batch_size`` calls). Elsewhere, or for models without a
-        text tokenizer, it is a single call.
+        sentence-transformers has one batch size for a whole call, so to keep
+        every batch within ``CPU_BATCH_TOKENS`` padded tokens the texts are
+        sorted by token length and cut into groups that share
+        ``min(batch_size, CPU_BATCH_TOKENS // longest)``; each group is one
+        ``encode`` call (at most ``batch_size`` calls). Off CPU, or for models
+        without a text tokenizer, it is a single call.
         """
         whole = [(list(range(len(texts))), batch_size)]
         if not self.device.startswith("cpu") or len(texts) <= batch_size:
             return whole
+        limit = self.max_length or 512
+        if CPU_BATCH_TOKENS // limit >= batch_size:
+            return whole  # even max-length texts fit: no need to tokenize twice
         try:
             tokenizer = self.model.tokenizer
-            limit = self.max_length or 512
             lengths = [
                 len(ids)
                 for ids in tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
