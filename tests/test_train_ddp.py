@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import traceback
+
 import pytest
 
 WORLD, PER_RANK, DIM = 2, 4, 6
@@ -37,8 +40,13 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 {"loss": loss.detach(), "a": a.grad, "p": p.grad},
                 f"{out_dir}/rank{rank}-{symmetric}.pt",
             )
-    finally:
-        dist.destroy_process_group()
+        dist.barrier()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    # Leave without the interpreter's teardown: gloo's background threads sometimes abort
+    # it ("terminate called without an active exception") after all the work is saved.
+    os._exit(0)
 
 
 @pytest.fixture(scope="module")
