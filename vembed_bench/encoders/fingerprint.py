@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -22,9 +21,10 @@ _CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
-    """``$VEMBED_CACHE_DIR`` or ``~/.cache/vembed-bench``."""
-    env = os.environ.get("VEMBED_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vembed-bench"
+    """The tool's cache folder (one rule for every cache: :func:`vembed_bench.cache.default_cache_dir`)."""
+    from vembed_bench.cache import default_cache_dir
+
+    return default_cache_dir().expanduser()
 
 
 def folder_digest(folder: str | Path) -> str:
@@ -100,15 +100,10 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, cache: Mapping[str, Any]) -> None:
-    """Write atomically (temp file + rename) so a crash or a parallel run never leaves half a file."""
+    """Write atomically so a crash or a parallel run never leaves half a file."""
+    from vembed_bench.atomic import write_json
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fingerprints.", suffix=".tmp")
+        write_json(path, dict(cache))
     except OSError:
         return  # a read-only cache dir only costs re-hashing next time
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(cache, fh, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
