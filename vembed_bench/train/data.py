@@ -77,17 +77,10 @@ def _local_path(recipe: Any, source: str) -> Path | None:
 def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise VembedError(f"{where(path, number)}: invalid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise VembedError(f"{where(path, number)}: each line must be a JSON object")
-                yield where(path, number), row
+        from vembed_bench.data.files import read_jsonl
+
+        for number, row in read_jsonl(path):
+            yield where(path, number), row
     elif suffix in (".csv", ".tsv"):
         import csv
 
