@@ -56,7 +56,7 @@ def _alternate(rounds: int) -> dict:
     from vembed_bench.train.gradcache import gradcache_step
     from vembed_bench.train.losses import EmbeddingBatch
     from vembed_bench.train.losses.infonce import InfoNCELoss
-    from vembed_bench.train.model import embed_texts
+    from vembed_bench.train.model import embed_inputs
 
     torch.manual_seed(0)
     model = SentenceTransformer(str(demo_model_path()), device="cpu")
@@ -67,7 +67,7 @@ def _alternate(rounds: int) -> dict:
     cmnrl = CachedMultipleNegativesRankingLoss(model, mini_batch_size=CHUNK)
 
     def ours() -> None:
-        gradcache_step(lambda c: embed_texts(model, c, "cpu"), queries + docs,
+        gradcache_step(lambda c: embed_inputs(model, c, "cpu"), queries + docs,
                        lambda r: loss_module(EmbeddingBatch(r[:256], r[256:])), CHUNK)
 
     def theirs() -> None:
@@ -93,7 +93,7 @@ def _child(mode: str, steps: int) -> dict:
     from vembed_bench.train.gradcache import gradcache_step, plain_step
     from vembed_bench.train.losses import EmbeddingBatch
     from vembed_bench.train.losses.infonce import InfoNCELoss
-    from vembed_bench.train.model import embed_texts
+    from vembed_bench.train.model import embed_inputs
 
     torch.manual_seed(0)
     model = SentenceTransformer(str(demo_model_path()), device="cpu")
@@ -119,7 +119,7 @@ def _child(mode: str, steps: int) -> dict:
         texts = queries + docs
 
         def embed(chunk):
-            return embed_texts(model, chunk, "cpu")
+            return embed_inputs(model, chunk, "cpu")
 
         def loss_fn(reps):
             return loss_module(EmbeddingBatch(reps[:batch], reps[batch:]))

@@ -52,7 +52,7 @@ def test_gradcache_equals_full_batch_step(tiny, lora, matryoshka):
 
     from vembed_bench.train.gradcache import gradcache_step
     from vembed_bench.train.losses import EmbeddingBatch, build_loss
-    from vembed_bench.train.model import embed_texts
+    from vembed_bench.train.model import embed_inputs
     from vembed_bench.train.recipe import LossConfig
 
     model = _model(tiny, lora=lora)
@@ -66,7 +66,7 @@ def test_gradcache_equals_full_batch_step(tiny, lora, matryoshka):
         return loss_module(EmbeddingBatch(reps[:8], reps[8:]))
 
     def embed(chunk):
-        return embed_texts(model, chunk, "cpu")
+        return embed_inputs(model, chunk, "cpu")
 
     chunk = 3
     torch.manual_seed(123)
@@ -105,7 +105,7 @@ def test_gradcache_equals_one_forward_without_dropout(tmp_path):
     from vembed_bench.train.gradcache import gradcache_step, plain_step
     from vembed_bench.train.losses import EmbeddingBatch
     from vembed_bench.train.losses.infonce import InfoNCELoss
-    from vembed_bench.train.model import embed_texts
+    from vembed_bench.train.model import embed_inputs
 
     model = _model(tiny_st_folder(tmp_path, dropout=0.0))
     loss_module = InfoNCELoss(0.05)
@@ -115,7 +115,7 @@ def test_gradcache_equals_one_forward_without_dropout(tmp_path):
         return loss_module(EmbeddingBatch(reps[:10], reps[10:]))
 
     def embed(chunk):
-        return embed_texts(model, chunk, "cpu")
+        return embed_inputs(model, chunk, "cpu")
 
     full = plain_step(embed, texts, loss_fn, lambda loss: loss.backward())
     expected = _grads(model)

@@ -206,10 +206,15 @@ def train_cli(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    data_root: Optional[Path] = typer.Option(
+        None, "--data-root", help="Where prepared benchmark data lives (@data_root/ paths, eval tasks)."
+    ),
 ) -> None:
     """Zero-shot eval, fine-tune, fine-tuned eval, and a comparison table in the run folder."""
+    from vembed_bench.data.data_root import set_data_root
     from vembed_bench.train.commands import train_command
 
+    set_data_root(data_root)
     train_command(recipe, set_ or [], dry_run=dry_run, resume=resume, overwrite=overwrite, progress=progress)
 
 

@@ -14,15 +14,18 @@ from vembed_bench.errors import VembedError, where
 
 def resolve_image(root: Path, value: str, path: Path, line_no: int, check_exists: bool = True) -> Path:
     """Return the absolute image path for ``value``, or fail naming file and line."""
+    return resolve_image_at(root, value, where(path, line_no), check_exists)
+
+
+def resolve_image_at(root: Path, value: str, place: str, check_exists: bool = True) -> Path:
+    """:func:`resolve_image` for callers that already know how to name the row (``place``)."""
     root = root.resolve()
     candidate = (root / value).resolve()
     if not candidate.is_relative_to(root):
         raise VembedError(
-            f"{where(path, line_no)}: image path '{value}' is outside the dataset root {root}; "
+            f"{place}: image path '{value}' is outside the dataset root {root}; "
             "image paths must be relative to the dataset folder"
         )
     if check_exists and not candidate.is_file():
-        raise VembedError(
-            f"{where(path, line_no)}: image '{value}' not found under {root}"
-        )
+        raise VembedError(f"{place}: image '{value}' not found under {root}")
     return candidate

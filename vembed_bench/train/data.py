@@ -8,7 +8,13 @@ Formats (``data.format``; ``auto`` picks from the first row's keys):
 * ``scored``: ``{"query", "positive", "score"}`` for CoSENT;
 * ``teacher``: ``pairs`` plus ``"teacher_scores": [pos, neg1, ...]`` for distillation;
 * ``beir``: a BEIR folder or task card; each judged (query, document) pair of the
-  split's qrels with grade > 0 is a positive.
+  split's qrels with grade > 0 is a positive (items with an image become images).
+
+Images: ``query_image``, ``positive_image`` and ``negative_images`` hold image
+paths (a ``query`` next to ``query_image`` makes a mixed image+text input), and a
+``positive`` / ``negatives`` value that ends in an image suffix is an image path
+too. Paths are relative to ``data.image_root`` (default: the data file's folder)
+and may not escape it.
 
 Files are JSONL, CSV (lists as JSON text) or Parquet; ``hf:<name>`` reads a Hugging
 Face dataset by name. ``data.columns`` maps our field names to the file's. A row
@@ -19,23 +25,38 @@ hour of tokenising helps nobody.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from vembed_bench.errors import VembedError, where
 
-__all__ = ["TrainExample", "detect_format", "read_examples"]
+__all__ = ["ImageInput", "TrainExample", "TrainInput", "detect_format", "has_images", "has_texts",
+           "read_examples"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image to embed (absolute path, checked to lie inside the image root), with optional text."""
+
+    path: str
+    text: str = ""
+
+
+TrainInput = Union[str, ImageInput]
+"""Text (prompts already applied) or an image; what a trainable model's ``tokenize`` takes."""
 
 
 @dataclass(frozen=True)
 class TrainExample:
-    """One training row, in text form (prompts already applied)."""
+    """One training row (prompts already applied to its texts)."""
 
-    query: str
-    positive: str = ""
-    negatives: tuple[str, ...] = ()
+    query: TrainInput
+    positive: TrainInput = ""
+    negatives: tuple[TrainInput, ...] = ()
     label: str | None = None
     score: float | None = None
     teacher_scores: tuple[float, ...] | None = None
@@ -45,12 +66,14 @@ def read_examples(recipe: Any) -> list[TrainExample]:
     """All training examples of ``recipe.data``, with its prompts and limit applied."""
     cfg = recipe.data
     source = cfg.train
+    image_root = recipe.resolve_path(cfg.image_root) if cfg.image_root else None
     if source.startswith("hf:"):
-        examples = list(_from_rows(_hf_rows(source[3:], cfg.split), cfg, source))
+        rows = _hf_rows(source[3:], cfg.split)
+        examples = list(_from_rows(rows, cfg, source, image_root or Path.cwd()))
     else:
         path = _local_path(recipe, source)
         if path is not None and path.is_file():
-            examples = list(_from_rows(_file_rows(path), cfg, str(path)))
+            examples = list(_from_rows(_file_rows(path), cfg, str(path), image_root or path.parent))
         else:
             examples = _from_beir(path if path is not None else source, cfg)
     if not examples:
@@ -58,6 +81,21 @@ def read_examples(recipe: Any) -> list[TrainExample]:
     if cfg.limit is not None:
         examples = examples[: cfg.limit]
     return examples
+
+
+def has_images(examples: Sequence[TrainExample]) -> bool:
+    return any(isinstance(x, ImageInput) for ex in examples for x in _inputs(ex))
+
+
+def has_texts(examples: Sequence[TrainExample]) -> bool:
+    return any(not isinstance(x, ImageInput) or x.text for ex in examples for x in _inputs(ex))
+
+
+def _inputs(example: TrainExample) -> Iterator[TrainInput]:
+    yield example.query
+    if example.positive:
+        yield example.positive
+    yield from example.negatives
 
 
 def _local_path(recipe: Any, source: str) -> Path | None:
@@ -153,17 +191,17 @@ def detect_format(row: Mapping[str, Any]) -> str:
         return "scored"
     if "label" in row:
         return "labels"
-    if "positive" in row:
+    if "positive" in row or "positive_image" in row:
         return "pairs"
     raise VembedError(
         f"cannot tell the data format from the columns {sorted(row)}; expected "
-        "query+positive(+negatives), query+pos+neg, query+label or query+positive+score "
-        "(use data.columns to map other names)"
+        "query+positive(+negatives), query+pos+neg, query+label or query+positive+score, "
+        "with query_image / positive_image for images (use data.columns to map other names)"
     )
 
 
 def _from_rows(
-    rows: Iterator[tuple[str, dict[str, Any]]], cfg: Any, source: str
+    rows: Iterator[tuple[str, dict[str, Any]]], cfg: Any, source: str, image_root: Path
 ) -> Iterator[TrainExample]:
     mapping = {theirs: ours for ours, theirs in cfg.columns.items()}
     fmt = None if cfg.format == "auto" else cfg.format
@@ -178,19 +216,62 @@ def _from_rows(
                 fmt = detect_format(row)
             except VembedError as err:
                 raise VembedError(f"{place}: {err}") from None
-        yield from _parse_row(row, fmt, place, cfg)
+        yield from _parse_row(row, fmt, place, cfg, _Images(image_root, place))
 
 
-def _parse_row(row: dict[str, Any], fmt: str, place: str, cfg: Any) -> Iterator[TrainExample]:
-    query = cfg.query_prompt + _text(row, "query", place)
+class _Images:
+    """Turns a row's image fields into :class:`ImageInput` (checked against the image root)."""
+
+    def __init__(self, root: Path, place: str) -> None:
+        self.root, self.place = root, place
+
+    def image(self, value: Any, key: str, text: str = "") -> ImageInput:
+        from vembed_bench.data.images import resolve_image_at
+
+        if not isinstance(value, str) or not value.strip():
+            raise VembedError(f"{self.place}: '{key}' must be an image path, got {value!r}"[:200])
+        return ImageInput(str(resolve_image_at(self.root, value, self.place)), text)
+
+    def document(self, text: str, prompt: str, key: str) -> TrainInput:
+        """A document value: an image path when it ends in an image suffix, else prompted text."""
+        if text.lower().endswith(IMAGE_SUFFIXES):
+            return self.image(text, key)
+        return prompt + text
+
+
+def _query(row: Mapping[str, Any], place: str, cfg: Any, images: _Images) -> TrainInput:
+    if "query_image" not in row:
+        return cfg.query_prompt + _text(row, "query", place)
+    text = row.get("query")
+    if text is not None and not isinstance(text, str):
+        raise VembedError(f"{place}: 'query' next to 'query_image' must be text, got {text!r}"[:200])
+    return images.image(row["query_image"], "query_image", cfg.query_prompt + text if text else "")
+
+
+def _positive(row: Mapping[str, Any], place: str, cfg: Any, images: _Images) -> TrainInput:
+    if "positive_image" in row:
+        return images.image(row["positive_image"], "positive_image")
+    return images.document(_text(row, "positive", place), cfg.document_prompt, "positive")
+
+
+def _negatives(row: Mapping[str, Any], key: str, place: str, cfg: Any, images: _Images) -> tuple:
+    found = [images.document(t, cfg.document_prompt, key) for t in _texts(row, key, place)]
+    found += [images.image(v, "negative_images") for v in _list(row, "negative_images", place)]
+    return tuple(found)
+
+
+def _parse_row(
+    row: dict[str, Any], fmt: str, place: str, cfg: Any, images: _Images
+) -> Iterator[TrainExample]:
+    query = _query(row, place, cfg, images)
     doc = cfg.document_prompt
     if fmt == "embedrag":
         positives = _texts(row, "pos", place, required=True)
-        negatives = tuple(doc + t for t in _texts(row, "neg", place))
+        negatives = _negatives(row, "neg", place, cfg, images)
         for positive in positives:
-            yield TrainExample(query, doc + positive, negatives)
+            yield TrainExample(query, images.document(positive, doc, "pos"), negatives)
     elif fmt in ("pairs", "teacher"):
-        negatives = tuple(doc + t for t in _texts(row, "negatives", place))
+        negatives = _negatives(row, "negatives", place, cfg, images)
         teacher = None
         if fmt == "teacher":
             teacher = tuple(
@@ -202,20 +283,19 @@ def _parse_row(row: dict[str, Any], fmt: str, place: str, cfg: Any) -> Iterator[
                     f"(positive then each negative), got {len(teacher)}"
                 )
         yield TrainExample(
-            query, doc + _text(row, "positive", place), negatives, teacher_scores=teacher
+            query, _positive(row, place, cfg, images), negatives, teacher_scores=teacher
         )
     elif fmt == "labels":
         label = row.get("label")
         if label is None or isinstance(label, (list, dict)) or label == "":
             raise VembedError(f"{place}: 'label' must be a class name or number")
-        positive = row.get("positive")
-        yield TrainExample(
-            query, doc + positive if isinstance(positive, str) else "", label=str(label)
-        )
+        has_positive = isinstance(row.get("positive"), str) or "positive_image" in row
+        positive = _positive(row, place, cfg, images) if has_positive else ""
+        yield TrainExample(query, positive, label=str(label))
     elif fmt == "scored":
         yield TrainExample(
             query,
-            doc + _text(row, "positive", place),
+            _positive(row, place, cfg, images),
             score=_number(row.get("score"), "score", place),
         )
     else:  # pragma: no cover - the recipe schema restricts formats
@@ -276,9 +356,18 @@ def _from_beir(source: str | Path, cfg: Any) -> list[TrainExample]:
         for doc_id, grade in sorted(data.qrels.get(query.id, {}).items()):
             if grade > 0 and doc_id in docs:
                 text = query.text if not query.instruction else f"{query.instruction} {query.text}"
+                doc = docs[doc_id]
                 examples.append(
                     TrainExample(
-                        cfg.query_prompt + text, cfg.document_prompt + item_text(docs[doc_id])
+                        _beir_input(query.image, cfg.query_prompt, text),
+                        _beir_input(doc.image, cfg.document_prompt, item_text(doc)),
                     )
                 )
     return examples
+
+
+def _beir_input(image: Path | None, prompt: str, text: str) -> TrainInput:
+    """A BEIR item as training input: its image (with its text, if any) or its prompted text."""
+    if image is None:
+        return prompt + text
+    return ImageInput(str(image), prompt + text if text else "")

@@ -78,7 +78,7 @@ def run_training(
     """The whole flow for a validated recipe; returns the run with its comparison."""
     from vembed_bench.train.data import read_examples
     from vembed_bench.train.loop import fit
-    from vembed_bench.train.model import build_model, save_model
+    from vembed_bench.train.model import build_model, eval_options, save_model
 
     # Under `accelerate launch` every process trains; only the main one evaluates and writes.
     main = os.environ.get("RANK", "0") == "0"
@@ -94,12 +94,13 @@ def run_training(
             _base_source(recipe),
             folder / "eval" / "zero_shot",
             _base_name(recipe),
-            _base_options(recipe),
+            eval_options(recipe, tuned=False),
             progress,
         )
     import torch
 
     model = build_model(recipe, device="cuda" if torch.cuda.is_available() else "cpu")
+    check_inputs(model, examples, recipe)
     run.fit = fit(recipe, model, examples, folder, resume=resume, progress=progress)
     if not main:
         return run
@@ -119,12 +120,27 @@ def run_training(
             str(run.model_path),
             folder / "eval" / "fine_tuned",
             recipe.name,
-            {"max_length": recipe.model.max_length},
+            eval_options(recipe, tuned=True),
             progress,
         )
         if run.zero_shot:
             run.comparison, run.rows = write_comparison(run)
     return run
+
+
+def check_inputs(model: Any, examples: Sequence[Any], recipe: Recipe) -> None:
+    """Refuse data the model cannot embed before any step runs (not after an hour of training)."""
+    from vembed_bench.train.data import has_images, has_texts
+    from vembed_bench.train.model import accepted_inputs, model_kind
+
+    accepts = accepted_inputs(model)
+    for kind, found in (("image", has_images(examples)), ("text", has_texts(examples))):
+        if found and kind not in accepts:
+            raise VembedError(
+                f"data.train {recipe.data.train} has {kind} inputs, but a {model_kind(recipe)} "
+                f"model embeds only {' and '.join(sorted(accepts))}; choose a model.type that "
+                f"takes {kind}s (e.g. composed for text and images)"
+            )
 
 
 # -- run folder ----------------------------------------------------------------------------
@@ -178,24 +194,6 @@ def _base_name(recipe: Recipe) -> str:
     if value.startswith("pip:"):
         return value[4:].split("/")[0]
     return Path(value.rstrip("/")).name or value
-
-
-def _base_options(recipe: Recipe) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "max_length": recipe.model.max_length,
-        "trust_remote_code": recipe.model.trust_remote_code,
-    }
-    from vembed_bench.encoders import folders
-
-    source = Path(_base_source(recipe))
-    plain_hf = recipe.model.type == "auto" and source.is_dir() and not folders.is_st_folder(source)
-    if recipe.model.type == "hf" or plain_hf:  # the pooling training wraps it with (model.py)
-        options.update(model_type="hf", pooling=recipe.model.pooling or "mean")
-    if recipe.data.query_prompt or recipe.data.document_prompt:
-        options.update(
-            query_prompt=recipe.data.query_prompt, document_prompt=recipe.data.document_prompt
-        )
-    return options
 
 
 def _eval_dims(recipe: Recipe) -> list[int]:

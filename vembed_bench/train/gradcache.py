@@ -29,7 +29,8 @@ import torch
 
 __all__ = ["RandContext", "gradcache_step", "plain_step"]
 
-EmbedFn = Callable[[Sequence[str]], torch.Tensor]
+EmbedFn = Callable[[Sequence[Any]], torch.Tensor]
+"""Embeds a list of inputs (texts, images) with gradients."""
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -57,17 +58,17 @@ class RandContext:
 
 
 def plain_step(
-    embed: EmbedFn, texts: Sequence[str], loss_fn: LossFn, backward: Callable[[Any], None]
+    embed: EmbedFn, inputs: Sequence[Any], loss_fn: LossFn, backward: Callable[[Any], None]
 ) -> float:
     """One ordinary step: embed everything with gradients, loss, backward."""
-    loss = loss_fn(embed(texts))
+    loss = loss_fn(embed(inputs))
     backward(loss)
     return float(loss.detach())
 
 
 def gradcache_step(
     embed: EmbedFn,
-    texts: Sequence[str],
+    inputs: Sequence[Any],
     loss_fn: LossFn,
     chunk_size: int,
     *,
@@ -75,15 +76,15 @@ def gradcache_step(
     no_sync: Callable[[], Any] | None = None,
     device: torch.device | None = None,
 ) -> float:
-    """One GradCache step over ``texts``; parameter gradients accumulate as in a full-batch step.
+    """One GradCache step over ``inputs``; parameter gradients accumulate as in a full-batch step.
 
-    ``embed`` maps a list of texts to ``(n, dim)`` embeddings; ``loss_fn`` maps the
-    concatenated ``(len(texts), dim)`` embeddings to a scalar. ``backward(tensor,
+    ``embed`` maps a list of inputs to ``(n, dim)`` embeddings; ``loss_fn`` maps the
+    concatenated ``(len(inputs), dim)`` embeddings to a scalar. ``backward(tensor,
     gradient=...)`` defaults to ``tensor.backward`` (pass the accelerator's for
     mixed precision); ``no_sync()`` is a context that pauses DDP gradient sync.
     """
     backward = backward or (lambda tensor, gradient=None: tensor.backward(gradient))
-    chunks = [list(texts[i : i + chunk_size]) for i in range(0, len(texts), chunk_size)]
+    chunks = [list(inputs[i : i + chunk_size]) for i in range(0, len(inputs), chunk_size)]
     states, cached = [], []
     with torch.no_grad():
         for chunk in chunks:

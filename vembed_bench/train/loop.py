@@ -99,11 +99,11 @@ def fit(
     log_rows = _restore_log(run_dir / TRAIN_LOG, start) if accelerator.is_main_process else []
     writer = _writer(cfg, run_dir, recipe) if accelerator.is_main_process else None
 
-    from vembed_bench.train.model import embed_texts
+    from vembed_bench.train.model import embed_inputs
 
-    def embed(texts: Sequence[str]) -> Any:
+    def embed(inputs: Sequence[Any]) -> Any:
         with accelerator.autocast():
-            return embed_texts(model, texts, accelerator.device).float()
+            return embed_inputs(model, inputs, accelerator.device).float()
 
     bar = _progress(total, start, progress and accelerator.is_main_process)
     began = time.perf_counter()
@@ -193,10 +193,10 @@ def _train_step(
 
     n_neg = min([len(ex.negatives) for ex in batch] + [recipe.data.negatives_per_query])
     has_positive = all(ex.positive for ex in batch)
-    texts = [ex.query for ex in batch]
+    inputs = [ex.query for ex in batch]
     if has_positive:
-        texts += [ex.positive for ex in batch]
-    texts += [neg for ex in batch for neg in ex.negatives[:n_neg]]
+        inputs += [ex.positive for ex in batch]
+    inputs += [neg for ex in batch for neg in ex.negatives[:n_neg]]
     size = len(batch)
     extras: dict[str, Any] = {}
     if recipe.loss.name == "supcon":
@@ -219,14 +219,14 @@ def _train_step(
     if chunk:
         return gradcache_step(
             embed,
-            texts,
+            inputs,
             loss_fn,
             chunk,
             backward=accelerator.backward,
             no_sync=(lambda: accelerator.no_sync(model)),
             device=device,
         )
-    return plain_step(embed, texts, loss_fn, accelerator.backward)
+    return plain_step(embed, inputs, loss_fn, accelerator.backward)
 
 
 def _label_ids(examples: Sequence[TrainExample]) -> dict[str, int]:

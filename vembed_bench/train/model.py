@@ -1,25 +1,46 @@
-"""The trainable model: a SentenceTransformer built from a folder, with LoRA or frozen parts.
+"""The trainable model: what ``model.type`` builds, and how it is saved and evaluated.
 
-Training works on a ``SentenceTransformer`` whatever the input folder was (a
+Text models train as a ``SentenceTransformer`` whatever the input folder was (a
 sentence-transformers folder, or a plain HF encoder wrapped with a Pooling
-module), so the output is always a standard sentence-transformers folder that
-loads unchanged in ``SentenceTransformer(...)``, ``AutoModel`` and
-``vembed-bench eval --model``. LoRA adapters are merged before saving, so the
-output needs no peft; the adapter alone is saved beside it for reference.
+module), so the output is a standard sentence-transformers folder that loads
+unchanged in ``SentenceTransformer(...)``, ``AutoModel`` and ``vembed-bench eval
+--model``. LoRA adapters are merged before saving, so the output needs no peft;
+the adapter alone is saved beside it for reference.
+
+Other model types (timm image backbones, composed image-text encoders, decoder
+LLMs) live in :mod:`vembed_bench.train.backends` and follow the same protocol
+as ``SentenceTransformer``, so one loop (GradCache, DDP, checkpoints) trains them all:
+
+* ``tokenize(inputs) -> dict`` of tensors for a list of :data:`~.data.TrainInput`
+  (texts and :class:`~.data.ImageInput`), without gradients;
+* ``forward(features) -> {"sentence_embedding": Tensor}``, with gradients;
+* ``save_trained(folder, prompts) -> Path`` writes a folder that ``vembed-bench
+  eval --model`` loads with the same preprocessing, pooling and attention;
+* ``accepts``: the input kinds it embeds (``{"text"}``, ``{"image"}`` or both).
+
+Each backend module also has ``eval_options(recipe, tuned) -> dict``: the
+``load_encoder`` options that score the base model (``tuned=False``) and the
+saved folder (``tuned=True``) the way training embeds them.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Sequence
+from types import ModuleType
 from pathlib import Path
 from typing import Any
 
 from vembed_bench.errors import VembedError
 
 __all__ = [
+    "TRAINABLE_TYPES",
+    "accepted_inputs",
     "build_model",
-    "embed_texts",
+    "eval_options",
+    "model_kind",
+    "embed_inputs",
     "merge_adapter",
     "resolve_model_path",
     "save_model",
@@ -46,29 +67,52 @@ def resolve_model_path(recipe: Any) -> str:
     raise VembedError(f"model.path {value} does not exist (looked at {path})")
 
 
-def build_model(recipe: Any, *, device: str = "cpu") -> Any:
-    """Load the recipe's model as a SentenceTransformer, then apply freezing and LoRA."""
-    from sentence_transformers import SentenceTransformer
+# model.type -> the module that builds it (``build(recipe, device)``, ``eval_options``).
+TRAINABLE_TYPES = {
+    "timm": "vembed_bench.train.backends.timm_backend",
+    "composed": "vembed_bench.train.backends.composed_backend",
+    "llm": "vembed_bench.train.backends.llm_backend",
+}
+_TEXT_TYPES = ("sentence-transformers", "st", "hf")
 
-    from vembed_bench.encoders import folders
+
+def model_kind(recipe: Any) -> str:
+    """``model.type``, or for ``auto`` the type the eval loader detects in the folder."""
+    kind = recipe.model.type
+    if kind != "auto":
+        return kind
+    folder = Path(resolve_model_path(recipe))
+    if not folder.is_dir():
+        return "sentence-transformers"  # a hub id: sentence-transformers loads either kind
+    from vembed_bench.encoders.loader import detect_model_type
+
+    return detect_model_type(folder).name
+
+
+def _backend(kind: str) -> ModuleType:
+    if kind not in TRAINABLE_TYPES:
+        choices = ", ".join(["sentence-transformers", "hf", *TRAINABLE_TYPES])
+        raise VembedError(f"model.type {kind!r} cannot be trained; choose one of {choices}")
+    return importlib.import_module(TRAINABLE_TYPES[kind])
+
+
+def build_model(recipe: Any, *, device: str = "cpu") -> Any:
+    """Load the recipe's model for training (see the module docstring), with freezing and LoRA."""
+    kind = model_kind(recipe)
+    if kind not in _TEXT_TYPES:
+        model = _backend(kind).build(recipe, device=device)
+        _freeze(model, recipe.model.freeze)
+        return model
+    from sentence_transformers import SentenceTransformer
 
     source = resolve_model_path(recipe)
     cfg = recipe.model
-    folder = Path(source)
-    kind = cfg.type
-    if kind == "auto":
-        kind = "sentence-transformers" if folder.is_dir() and folders.is_st_folder(folder) else "hf"
     try:
-        if kind in ("sentence-transformers", "st"):
-            model = SentenceTransformer(
-                source, device=device, trust_remote_code=cfg.trust_remote_code
-            )
-        elif kind == "hf":
+        if kind == "hf":
             model = _from_hf(source, cfg, device)
         else:
-            raise VembedError(
-                f"model.type {cfg.type!r} cannot be trained here yet; "
-                "use sentence-transformers or hf"
+            model = SentenceTransformer(
+                source, device=device, trust_remote_code=cfg.trust_remote_code
             )
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -80,6 +124,37 @@ def build_model(recipe: Any, *, device: str = "cpu") -> Any:
     if recipe.lora.enabled:
         _add_lora(model, recipe.lora)
     return model
+
+
+def _is_st_folder(folder: Path) -> bool:
+    from vembed_bench.encoders import folders
+
+    return folders.is_st_folder(folder)
+
+
+def accepted_inputs(model: Any) -> frozenset[str]:
+    """What ``model`` embeds: ``{"text"}`` for sentence-transformers, else its ``accepts``."""
+    return frozenset(getattr(_unwrap(model), "accepts", ("text",)))
+
+
+def eval_options(recipe: Any, *, tuned: bool) -> dict[str, Any]:
+    """``load_encoder`` options scoring the base model / the saved fine-tuned folder."""
+    kind = model_kind(recipe)
+    if kind not in _TEXT_TYPES:
+        return _backend(kind).eval_options(recipe, tuned=tuned)
+    options: dict[str, Any] = {"max_length": recipe.model.max_length}
+    if tuned:
+        return options
+    options["trust_remote_code"] = recipe.model.trust_remote_code
+    source = Path(resolve_model_path(recipe))
+    plain_hf = recipe.model.type == "auto" and source.is_dir() and not _is_st_folder(source)
+    if recipe.model.type == "hf" or plain_hf:  # the pooling training wraps it with (_from_hf)
+        options.update(model_type="hf", pooling=recipe.model.pooling or "mean")
+    if recipe.data.query_prompt or recipe.data.document_prompt:
+        options.update(
+            query_prompt=recipe.data.query_prompt, document_prompt=recipe.data.document_prompt
+        )
+    return options
 
 
 def _from_hf(source: str, cfg: Any, device: str) -> Any:
@@ -140,22 +215,23 @@ def trainable_parameters(model: Any) -> list[Any]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def embed_texts(model: Any, texts: Sequence[str], device: Any) -> Any:
-    """Forward ``texts`` through the model (with gradients) -> ``(len(texts), dim)``."""
+def embed_inputs(model: Any, inputs: Sequence[Any], device: Any) -> Any:
+    """Forward ``inputs`` (texts, images) through the model with gradients -> ``(n, dim)``."""
+    inner = _unwrap(model)  # DDP wraps forward only; tokenize lives on the inner module
     features = (
-        model.preprocess(list(texts))
-        if hasattr(model, "preprocess")
-        else model.tokenize(list(texts))
+        inner.preprocess(list(inputs)) if hasattr(inner, "preprocess") else inner.tokenize(list(inputs))
     )
     features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
     return model(features)["sentence_embedding"]
 
 
 def save_model(model: Any, folder: Path, *, prompts: dict[str, str] | None = None) -> Path:
-    """Write a plain sentence-transformers folder (LoRA merged) and return it."""
+    """Write the fine-tuned model's folder (LoRA merged) and return it."""
     import copy
 
     model = _unwrap(model)
+    if hasattr(model, "save_trained"):
+        return model.save_trained(folder, prompts=prompts)
     out = copy.deepcopy(model).cpu()
     transformer = out[0]
     if _is_peft(transformer.auto_model):

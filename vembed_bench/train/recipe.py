@@ -39,6 +39,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("infonce", "supcon", "triplet", "cosent", "distill")
 DATA_FORMATS = ("auto", "pairs", "embedrag", "beir", "labels", "scored", "teacher")
 LOGGERS = ("tensorboard", "wandb", "none")
+DATA_ROOT_PREFIX = "@data_root/"
 
 
 @dataclass
@@ -79,6 +80,7 @@ class DataConfig:
     query_prompt: str = ""
     document_prompt: str = ""
     image_root: str | None = None
+    """Folder image paths in the data are relative to (default: the data file's folder)."""
 
 
 @dataclass
@@ -173,7 +175,18 @@ class Recipe:
         return Path(self.output_dir) / self.name
 
     def resolve_path(self, value: str) -> Path:
-        """A data path from the recipe: absolute, else relative to the recipe's folder."""
+        """A data path from the recipe: absolute, ``@data_root/...`` (under ``--data-root`` /
+        ``$VEMBED_DATA_ROOT``, where prepared benchmark data lives), else relative to the
+        recipe's folder."""
+        if value.startswith(DATA_ROOT_PREFIX):
+            from vembed_bench.data.data_root import ENV_VAR, data_root
+
+            root = data_root()
+            if root is None:
+                raise VembedError(
+                    f"{value}: set the data root with --data-root DIR (or ${ENV_VAR})"
+                )
+            return root / value.removeprefix(DATA_ROOT_PREFIX)
         path = Path(value).expanduser()
         return path if path.is_absolute() else Path(self.base_dir) / path
 
