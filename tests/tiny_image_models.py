@@ -103,3 +103,30 @@ def make_open_clip(folder: Path) -> Path:
     }))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+def make_siglip2(folder: Path) -> Path:
+    """A tiny random SigLIP2 (NaFlex: variable patch grids with a pixel attention mask)."""
+    import torch
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+    torch.manual_seed(0)
+    vision = {k: v for k, v in _vision(num_patches=16).items() if k != "image_size"}
+    config = Siglip2Config(text_config=_text(), vision_config=vision)
+    Siglip2Model(config).eval().save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
+    return folder
+
+
+def make_dinov3(folder: Path) -> Path:
+    """A tiny random DINOv3 ViT (CLS, 4 register tokens, then patches; RoPE positions)."""
+    import torch
+    from transformers import DINOv3ViTConfig, DINOv3ViTImageProcessor, DINOv3ViTModel
+
+    torch.manual_seed(0)
+    config = DINOv3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=32, patch_size=8, num_register_tokens=4)
+    DINOv3ViTModel(config).eval().save_pretrained(folder)
+    DINOv3ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
