@@ -4,7 +4,7 @@ The run folder (``<output_dir>/<name>``) holds everything needed to trust and
 repeat the numbers::
 
     config.yaml          the fully resolved recipe (defaults < YAML < --set)
-    train_log.jsonl      one row per logged step: step, epoch, loss, lr, samples_per_s
+    train_log.jsonl      one row per logged step: step, epoch, loss, lr, samples_per_s, processes
     tensorboard/         TensorBoard events (the default logger)
     loss.png             the loss curve
     checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG (for --resume)
@@ -184,6 +184,10 @@ def _write_config(recipe: Recipe, folder: Path, *, resume: bool) -> None:
 def _base_source(recipe: Recipe) -> str:
     from vembed_bench.train.model import resolve_model_path
 
+    if recipe.model.type == "composed":  # may build its base from two towers in the run folder
+        from vembed_bench.train.backends.composed_backend import base_folder
+
+        return str(base_folder(recipe))
     return resolve_model_path(recipe)
 
 
@@ -193,7 +197,7 @@ def _base_name(recipe: Recipe) -> str:
     value = recipe.model.path
     if value.startswith("pip:"):
         return value[4:].split("/")[0]
-    return Path(value.rstrip("/")).name or value
+    return Path(value.rstrip("/")).name or value or f"{recipe.model.type}-base"
 
 
 def _eval_dims(recipe: Recipe) -> list[int]:

@@ -133,6 +133,7 @@ def fit(
             "loss": round(loss_value, 6),
             "lr": lr,
             "samples_per_s": round(len(indices) / elapsed, 2),
+            "processes": world,
         }
         if accelerator.is_main_process:
             if done % cfg.log_every == 0 or done == total:
