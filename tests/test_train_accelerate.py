@@ -71,7 +71,9 @@ def test_two_process_launch_trains_the_same_weights_as_one(tmp_path):
     recipe = _recipe(tmp_path, model, data)
     cli = [sys.executable, "-m", "vembed_bench.cli", "train", str(recipe), "--no-progress"]
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    _launch([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # --multi_gpu goes through torchrun; without GPUs each process runs on CPU with gloo
+    # (accelerate's --cpu multi-process path needs MPI instead).
+    _launch([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vembed_bench.cli", "train",
              str(recipe), "--no-progress", "--set", "output_dir=two"], tmp_path)
     _launch([*cli, "--set", "output_dir=one"], tmp_path)

@@ -60,8 +60,13 @@ def fit(
     cfg = recipe.training
     use_cuda = torch.cuda.is_available()
     if accelerator is None:
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
         accelerator = Accelerator(
-            cpu=not use_cuda, mixed_precision="bf16" if (cfg.bf16 and use_cuda) else "no"
+            cpu=not use_cuda,
+            mixed_precision="bf16" if (cfg.bf16 and use_cuda) else "no",
+            kwargs_handlers=[ddp],
         )
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % world:
@@ -117,6 +122,9 @@ def fit(
         loss_value = _train_step(
             local, embed, loss_module, labels, recipe, accelerator, model, accelerator.device
         )
+        if world > 1:  # log the whole batch's loss, not the main process's share
+            share = torch.tensor(loss_value, device=accelerator.device)
+            loss_value = float(accelerator.reduce(share, reduction="mean"))
         if cfg.max_grad_norm:
             accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()

@@ -61,6 +61,12 @@ class ModelConfig:
     freeze: list[str] = field(default_factory=list)
     """Parameter-name prefixes to keep frozen (e.g. ``0.auto_model.embeddings``)."""
     gradient_checkpointing: bool = False
+    text_tower: str = ""
+    """``type: composed`` without ``path``: the text model folder the base composed model is built from."""
+    image_tower: str = ""
+    """``type: composed`` without ``path``: the image model folder (e.g. a timm folder)."""
+    projection_dim: int | None = None
+    """``type: composed`` without ``path``: the shared dimension of the (seeded random) projections."""
 
 
 @dataclass
@@ -125,6 +131,9 @@ class TrainingConfig:
     """Encode the batch in chunks of this size with GradCache (memory ~ chunk, not batch)."""
     gather_across_devices: bool = True
     """With several processes, use every device's embeddings as negatives."""
+    find_unused_parameters: bool = True
+    """DDP: tolerate parameters the loss never reaches (an unused pooler, a frozen tower's
+    head), as the HF Trainer does by default; False saves a graph walk per step."""
     lr: float = 2e-5
     weight_decay: float = 0.01
     schedule: str = "cosine"
@@ -391,7 +400,29 @@ def _check_values(recipe: Recipe, source: str) -> None:
             "loss.matryoshka_weights",
             f"has {len(weights)} weights for {len(recipe.loss.matryoshka_dims)} dims",
         )
-    if not recipe.model.path:
-        refuse("model.path", "is required (a model folder, hub id or pip:<module>/<subdir>)")
+    _check_towers(recipe.model, refuse)
+    if not recipe.model.path and not recipe.model.text_tower:
+        refuse("model.path", "is required (a model folder, hub id or pip:<module>/<subdir>; for "
+               "model.type composed: or model.text_tower + model.image_tower + model.projection_dim)")
     if not recipe.data.train:
         refuse("data.train", "is required (a data file, BEIR folder, task name or hf:<name>)")
+
+
+def _check_towers(model: ModelConfig, refuse: Any) -> None:
+    """A composed base built from two towers needs all three keys, and no ``path`` beside them."""
+    keys = {"model.text_tower": model.text_tower, "model.image_tower": model.image_tower,
+            "model.projection_dim": model.projection_dim}
+    given = [key for key, value in keys.items() if value not in ("", None)]
+    if not given:
+        return
+    if model.type != "composed":
+        refuse(given[0], f"builds a composed model; set model.type: composed (it is {model.type!r})")
+    if model.path:
+        refuse(given[0], "and model.path are alternatives: model.path names a ready composed folder, "
+               "the tower keys build one; keep one of them")
+    for key, value in keys.items():
+        if value in ("", None):
+            refuse(key, f"is required next to {', '.join(given)} (a composed model is built from "
+                   "model.text_tower, model.image_tower and model.projection_dim)")
+    if model.projection_dim is not None and model.projection_dim < 1:
+        refuse("model.projection_dim", f"must be >= 1, got {model.projection_dim}")
