@@ -85,25 +85,30 @@ class CLIPEncoder(ImageEncoderBase):
                                   "it is not a dual-tower image-text model")
         self.model.to(self.device).eval()
 
-    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
-        import torch
-
+    def text_inputs(self, texts: list[str]) -> dict[str, Any]:
+        """Tokenised texts as the text tower expects them (on the CPU; training reuses this)."""
         enc = self.tokenizer(
             texts, padding="max_length" if self.pad_to_max else True, truncation=True,
             max_length=self.max_length, return_tensors="pt",
         )
-        inputs = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         if self.model_type == "siglip":  # SigLIP (v1) was trained without an attention mask
             inputs.pop("attention_mask", None)
+        return inputs
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        inputs = to_device(self.text_inputs(texts), self.device)
         with torch.inference_mode():
-            return _features(self.model.get_text_features(**inputs))
+            return features_tensor(self.model.get_text_features(**inputs)).float().cpu().numpy()
 
     def _encode_image_batch(self, batch: Any) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             inputs = to_device(batch, self.device, torch_dtype(self.dtype))
-            return _features(self.model.get_image_features(**inputs))
+            return features_tensor(self.model.get_image_features(**inputs)).float().cpu().numpy()
 
     def _image_transform(self) -> Transform:
         return HFImageTransform(self.image_processor)
@@ -113,8 +118,7 @@ class CLIPEncoder(ImageEncoderBase):
                 "pad_to_max_length": getattr(self, "pad_to_max", None)}
 
 
-def _features(output: Any) -> np.ndarray:
+def features_tensor(output: Any) -> Any:
     """``get_*_features`` returns a tensor (transformers 4) or an output whose
     ``pooler_output`` holds the projected features (transformers 5)."""
-    tensor = output if hasattr(output, "float") else output.pooler_output
-    return tensor.float().cpu().numpy()
+    return output if hasattr(output, "float") else output.pooler_output

@@ -137,10 +137,10 @@ def image_batches(
             tensors.append(tensor)
         stats.loaded += len(positions)
         if positions:
-            yield positions, _stack(tensors)
+            yield positions, stack_batch(tensors)
 
 
-def _stack(tensors: list[Any]) -> Any:
+def stack_batch(tensors: list[Any]) -> Any:
     """Stack per-image tensors (or dicts of them, e.g. SigLIP2's pixel mask) into a batch."""
     import torch
 

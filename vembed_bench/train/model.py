@@ -39,12 +39,14 @@ __all__ = [
     "accepted_inputs",
     "build_model",
     "eval_options",
+    "merged_copy",
     "model_kind",
     "embed_inputs",
     "merge_adapter",
     "resolve_model_path",
     "save_model",
     "trainable_parameters",
+    "with_lora",
 ]
 
 
@@ -72,6 +74,8 @@ TRAINABLE_TYPES = {
     "timm": "vembed_bench.train.backends.timm_backend",
     "composed": "vembed_bench.train.backends.composed_backend",
     "llm": "vembed_bench.train.backends.llm_backend",
+    "vision": "vembed_bench.train.backends.hf_vision_backend",
+    "clip": "vembed_bench.train.backends.hf_vision_backend",
 }
 _TEXT_TYPES = ("sentence-transformers", "st", "hf")
 
@@ -189,26 +193,43 @@ def _freeze(model: Any, prefixes: Sequence[str]) -> None:
 
 
 def _add_lora(model: Any, cfg: Any) -> None:
+    if cfg.load_in_4bit:
+        raise VembedError(
+            "lora.load_in_4bit (QLoRA) applies to model.type llm; for a sentence-transformers "
+            "model set lora.load_in_4bit=false"
+        )
+    transformer = model[0]
+    _set_inner(transformer, with_lora(transformer.auto_model, cfg))
+
+
+def with_lora(module: Any, cfg: Any) -> Any:
+    """``module`` wrapped by peft with the recipe's ``lora`` settings (``get_peft_model``)."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise VembedError("lora.enabled needs the 'peft' package") from None
-    if cfg.load_in_4bit:
-        raise VembedError(
-            "lora.load_in_4bit (QLoRA) needs bitsandbytes and a GPU; "
-            "it is not supported by this build yet"
-        )
     config = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules) or None,
     )
-    transformer = model[0]
     try:
-        _set_inner(transformer, get_peft_model(transformer.auto_model, config))
+        return get_peft_model(module, config)
     except ValueError as err:  # peft cannot guess target modules for this architecture
         raise VembedError(f"lora: {str(err).splitlines()[0]}; set lora.target_modules") from None
+
+
+def merged_copy(module: Any, adapter_dir: Path | None = None) -> Any:
+    """A CPU copy of ``module`` with any LoRA adapter merged (saved to ``adapter_dir`` first)."""
+    import copy
+
+    out = copy.deepcopy(_unwrap(module)).cpu()
+    if _is_peft(out):
+        if adapter_dir is not None:
+            out.save_pretrained(str(adapter_dir))
+        out = out.merge_and_unload()
+    return out
 
 
 def trainable_parameters(model: Any) -> list[Any]:
