@@ -329,6 +329,15 @@ def test_cli_train_dry_run_and_errors(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "epochs: 7" in ok.stdout and "recipe OK" in ok.stdout
     assert "HEAVY []" in ok.stderr  # validating a recipe never loads torch
+    assert "recipe OK (inputs found)" in ok.stdout
+    gone = subprocess.run(
+        [sys.executable, "-c", script, "train", str(recipe), "--dry-run", "--set",
+         "data.train=nowhere/pairs.jsonl"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert gone.returncode == 0, gone.stderr  # valid recipe, missing files: listed, not fatal
+    assert "# missing: data.train nowhere/pairs.jsonl" in gone.stdout
+    assert "1 input(s) missing" in gone.stdout
     bad = subprocess.run(
         [
             sys.executable,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from vembed_bench.errors import VembedError
 
-__all__ = ["merge_command", "train_command"]
+__all__ = ["merge_command", "missing_inputs", "train_command"]
 
 
 def train_command(
@@ -37,12 +38,57 @@ def train_command(
         print(
             yaml.safe_dump(recipe_to_dict(run.recipe), sort_keys=False, allow_unicode=True), end=""
         )
-        print(f"# recipe OK; the run would write to {run.folder}")
+        missing = missing_inputs(run.recipe)
+        for line in missing:
+            print(f"# missing: {line}")
+        state = f"{len(missing)} input(s) missing, see above" if missing else "inputs found"
+        print(f"# recipe OK ({state}); the run would write to {run.folder}")
         return
     if run.comparison:
         print(run.comparison, end="")
     print(f"run folder: {run.folder}")
     print(f"fine-tuned model: {run.model_path}")
+
+
+def missing_inputs(recipe: Any) -> list[str]:
+    """What a run of ``recipe`` needs but cannot find here: model, data, images, eval tasks.
+
+    A hub id counts as found (it is fetched at run time). ``--dry-run`` lists these
+    without failing: the recipe is valid, the machine just lacks the files.
+    """
+    from vembed_bench.data import resolve_card
+    from vembed_bench.train.model import resolve_model_path
+
+    missing = []
+    try:
+        resolve_model_path(recipe)
+    except VembedError as err:
+        missing.append(str(err))
+    source = recipe.data.train
+    if not source.startswith("hf:"):
+        try:
+            path = recipe.resolve_path(source)
+        except VembedError as err:  # @data_root/ without a data root
+            missing.append(str(err))
+        else:
+            try:
+                if not path.exists():
+                    resolve_card(source)  # a task card name is fine
+            except VembedError:
+                missing.append(f"data.train {source} (looked at {path})")
+    if recipe.data.image_root:
+        try:
+            root = recipe.resolve_path(recipe.data.image_root)
+            if not root.is_dir():
+                missing.append(f"data.image_root {recipe.data.image_root} (looked at {root})")
+        except VembedError as err:
+            missing.append(str(err))
+    for task in recipe.eval.tasks:
+        try:
+            resolve_card(task)
+        except VembedError as err:
+            missing.append(f"eval task {task}: {err}")
+    return missing
 
 
 def merge_command(adapter: Path, base: Path, out: Path) -> Path:
