@@ -17,40 +17,11 @@ from vembed_bench.data.types import Item
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-WORDS = "a photo of cat dog red square represent the given image for classification find input retrieval .".split()
-
-
 @pytest.fixture(scope="module")
 def tiny_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from PIL import Image
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from llm_fixtures import make_tiny_vl
 
-    folder = tmp_path_factory.mktemp("tinyvl")
-    vocab = {"<pad>": 0, "<|endoftext|>": 1, "<unk>": 2, "<|vision_start|>": 3, "<|vision_end|>": 4,
-             "<|image_pad|>": 5, "<|video_pad|>": 6}
-    for word in WORDS:
-        vocab.setdefault(word, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<|endoftext|>", unk_token="<unk>",
-        additional_special_tokens=["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
-    fast.image_token, fast.video_token = "<|image_pad|>", "<|video_pad|>"
-    processor = transformers.Qwen2VLProcessor(
-        image_processor=transformers.Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56),
-        tokenizer=fast, video_processor=transformers.Qwen2VLVideoProcessor())
-    processor.save_pretrained(folder / "processor")  # its own folder: see tests/llm_fixtures.py
-    cfg = transformers.Qwen2VLConfig(
-        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}),
-        vision_config=dict(depth=1, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2),
-        image_token_id=5, video_token_id=6, vision_start_token_id=3, vision_end_token_id=4)
-    torch.manual_seed(0)
-    transformers.Qwen2VLForConditionalGeneration(cfg).save_pretrained(folder)
-    Image.new("RGB", (56, 56), (200, 10, 10)).save(folder / "red.png")
-    Image.new("RGB", (70, 42), (10, 10, 200)).save(folder / "blue.png")
-    return folder
+    return make_tiny_vl(tmp_path_factory.mktemp("tinyvl"))
 
 
 def _reference(folder: Path, prompt: str, image: Path | None) -> np.ndarray:

@@ -129,19 +129,20 @@ class VLMEncoder(TextEncoderBase):
         with torch.inference_mode(), progress_bar(len(items), desc, self.show_progress) as bar:
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
-                texts = [self.prompt(it) for it in batch]
-                images = [load_rgb(it.image) for it in batch if it.image is not None]
-                inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-                inputs = {k: v.to(self.device) for k, v in inputs.items()}
-                hidden = self.model(**inputs).last_hidden_state
-                pooled = last_token_pool(hidden, inputs["attention_mask"])
-                rows.append(torch.nn.functional.normalize(pooled, p=2.0, dim=1).cpu().numpy())
+                inputs = {k: v.to(self.device) for k, v in self.batch_inputs(batch).items()}
+                rows.append(embed_batch(self.model, inputs).cpu().numpy())
                 bar.update(len(batch))
         if not rows:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
         out = np.concatenate(rows).astype(np.float32)
         self.dim = int(out.shape[1])
         return out
+
+    def batch_inputs(self, items: Sequence[Item]) -> dict[str, Any]:
+        """The processor's tensors (on the CPU) for items, images expanded into patch tokens."""
+        texts = [self.prompt(it) for it in items]
+        images = [load_rgb(it.image) for it in items if it.image is not None]
+        return dict(self.processor(text=texts, images=images or None, padding=True, return_tensors="pt"))
 
     # -- provenance ------------------------------------------------------------------------
     def _content_digest(self) -> str:
@@ -158,3 +159,12 @@ class VLMEncoder(TextEncoderBase):
                 "layout": "vlm2vec", "instruction": self.instruction, "image_placeholder": self.image_placeholder,
                 "dtype": self.dtype, "device": self.device, "dim": self.dim, "normalize": True,
                 "trust_remote_code": self.trust_remote_code, "versions": library_versions()}
+
+
+def embed_batch(model: Any, inputs: dict[str, Any]) -> Any:
+    """Unit-norm last-token embeddings of one processed batch (gradients as the caller sets)."""
+    import torch
+
+    hidden = model(**inputs).last_hidden_state
+    pooled = last_token_pool(hidden, inputs["attention_mask"])
+    return torch.nn.functional.normalize(pooled.float(), p=2.0, dim=1)

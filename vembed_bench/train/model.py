@@ -76,6 +76,7 @@ TRAINABLE_TYPES = {
     "llm": "vembed_bench.train.backends.llm_backend",
     "vision": "vembed_bench.train.backends.hf_vision_backend",
     "clip": "vembed_bench.train.backends.hf_vision_backend",
+    "vlm": "vembed_bench.train.backends.vlm_backend",
 }
 _TEXT_TYPES = ("sentence-transformers", "st", "hf")
 

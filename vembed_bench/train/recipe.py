@@ -61,6 +61,8 @@ class ModelConfig:
     freeze: list[str] = field(default_factory=list)
     """Parameter-name prefixes to keep frozen (e.g. ``0.auto_model.embeddings``)."""
     gradient_checkpointing: bool = False
+    processor: str | None = None
+    """VLMs: the processor folder, when it is not inside the model folder."""
     text_tower: str = ""
     """``type: composed`` without ``path``: the text model folder the base composed model is built from."""
     image_tower: str = ""
