@@ -14,6 +14,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache_dir(tmp_path_factory):
+    """Tests never read or write the user's embedding cache (``~/.cache/vembed-bench``)."""
+    if "VEMBED_CACHE_DIR" not in os.environ:
+        os.environ["VEMBED_CACHE_DIR"] = str(tmp_path_factory.mktemp("vembed-cache"))
+
+
 def write_beir(root: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[tuple]]) -> Path:
     """Write a BEIR folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv with a header."""
     root.mkdir(parents=True, exist_ok=True)

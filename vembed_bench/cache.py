@@ -5,6 +5,13 @@ fingerprint and settings, the role (query or document), the prompt, and the
 content of the items. Encoding is done shard by shard and each shard is
 written atomically, so an interrupted run resumes from the shards on disk.
 The policy is explicit (:class:`CachePolicy`), nothing is guessed.
+
+Multi-vector (late interaction) embeddings are ragged, one ``(tokens, dim)``
+matrix per item; they are stored flat, as all token rows stacked
+(``tokens.npy``) plus ``offsets.npy`` (item ``i`` is rows
+``offsets[i]:offsets[i+1]``), with the same shards and resume
+(:meth:`EmbeddingCache.get_or_compute_multi`). The offsets file is written
+last, so its presence means the entry is complete.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 from vembed_bench.atomic import write_json, write_npy
 from vembed_bench.data.loading import items_fingerprint
 from vembed_bench.data.types import Item
+from vembed_bench.errors import VembedError
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +137,76 @@ class EmbeddingCache:
         for shard_path in entry.glob("shard-*.npy"):
             shard_path.unlink()
         return embeddings
+
+    # -- multi-vector (ragged) entries -----------------------------------------------------------
+    def contains_multi(self, key: str) -> bool:
+        return (self._entry(key) / "offsets.npy").is_file()
+
+    def load_multi(self, key: str) -> list[np.ndarray]:
+        """Read a complete multi-vector entry (counted as a hit): one matrix per item."""
+        self.hits += 1
+        entry = self._entry(key)
+        tokens = np.load(entry / "tokens.npy", allow_pickle=False)
+        offsets = np.load(entry / "offsets.npy", allow_pickle=False)
+        return _split(tokens, offsets)
+
+    def get_or_compute_multi(self, key: str, items: Sequence[Item],
+                             compute: Callable[[Sequence[Item]], Sequence[np.ndarray]],
+                             meta: dict[str, Any] | None = None) -> list[np.ndarray]:
+        """:meth:`get_or_compute` for token matrices: one ``(tokens, dim)`` array per item."""
+        if self.policy is CachePolicy.OFF:
+            self.misses += 1
+            return [np.asarray(m, dtype=np.float32) for m in compute(items)]
+        entry = self._entry(key)
+        if self.policy is CachePolicy.REFRESH and entry.exists():
+            shutil.rmtree(entry)
+        if self.contains_multi(key):
+            return self.load_multi(key)
+        self.misses += 1
+        tokens, lengths = [], []
+        for start in range(0, len(items), self.shard_size):
+            stem = f"shard-{start // self.shard_size:06d}"
+            tokens_path, lengths_path = entry / f"{stem}.tokens.npy", entry / f"{stem}.lengths.npy"
+            if lengths_path.is_file() and tokens_path.is_file():  # lengths are written last
+                tokens.append(np.load(tokens_path, allow_pickle=False))
+                lengths.append(np.load(lengths_path, allow_pickle=False))
+                log.info("resumed shard %s", stem)
+                continue
+            chunk = items[start:start + self.shard_size]
+            flat, counts = _flatten(compute(chunk), len(chunk))
+            write_npy(tokens_path, flat)
+            write_npy(lengths_path, counts)
+            tokens.append(flat)
+            lengths.append(counts)
+        dims = {t.shape[1] for t in tokens if t.shape[0]}
+        if len(dims) > 1:
+            raise VembedError(f"cache entry {key[:12]}: token dimension changed between shards ({sorted(dims)}); "
+                              "re-run with --cache refresh")
+        flat = np.concatenate(tokens) if tokens else np.zeros((0, 0), np.float32)
+        counts = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        write_npy(entry / "tokens.npy", flat)
+        write_npy(entry / "offsets.npy", offsets)
+        write_json(entry / "meta.json", {"key": key, "count": len(items), "multi_vector": True,
+                                         "tokens": int(offsets[-1]), **(meta or {})})
+        for shard_path in entry.glob("shard-*.npy"):
+            shard_path.unlink()
+        return _split(flat, offsets)
+
+
+def _flatten(matrices: Sequence[np.ndarray], expected: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack per-item token matrices into (all rows, per-item row counts), checked."""
+    mats = [np.ascontiguousarray(m, dtype=np.float32) for m in matrices]
+    if len(mats) != expected:
+        raise VembedError(f"multi-vector encoder returned {len(mats)} matrices for {expected} items; "
+                          "it must return one (tokens, dim) matrix per item")
+    dims = {m.shape[1] for m in mats if m.ndim == 2}
+    if any(m.ndim != 2 for m in mats) or len(dims) > 1:
+        raise VembedError("multi-vector encoder must return 2-D (tokens, dim) matrices of one dimension; "
+                          f"got shapes {sorted({m.shape for m in mats})[:3]}")
+    flat = np.concatenate(mats) if mats else np.zeros((0, 0), np.float32)
+    return flat, np.array([m.shape[0] for m in mats], dtype=np.int64)
+
+
+def _split(tokens: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]

@@ -69,6 +69,11 @@ def eval_command(
         False, help="Image models: skip (and count) corrupt or missing images instead of stopping."),
     image_workers: Optional[int] = typer.Option(None, help="Image models: DataLoader workers for decoding."),
     grid: int = typer.Option(0, help="Save a PNG of N queries with their top-5 results beside the result."),
+    maxsim: str = typer.Option(
+        "exact", help="Multi-vector (ColBERT/ColPali) models: MaxSim search, exact (every document) or "
+                      "faiss (FAISS token candidates, then exact MaxSim rerank)."),
+    candidate_depth: int = typer.Option(
+        256, help="Multi-vector --maxsim faiss: nearest document tokens fetched per query token."),
 ) -> None:
     """Encode a task's queries and corpus, search, and score."""
     from vembed_bench.data.data_root import set_data_root
@@ -106,7 +111,8 @@ def eval_command(
             task, model, split=split, limit=limit, seed=seed, backend=backend, index=index,
             batch_size=batch_size, cache=_cache_policy(cache), cache_dir=cache_dir,
             results_dir=results_dir, model_name=model_name, show_progress=progress,
-            trust_remote_code=trust_remote_code, grid=grid, **encoder_options,
+            trust_remote_code=trust_remote_code, grid=grid, maxsim=maxsim, candidate_depth=candidate_depth,
+            **encoder_options,
         )
         print_suite(suite, results_dir)
         return
@@ -115,7 +121,7 @@ def eval_command(
         main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
         cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
         model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
-        **({"grid": grid} if grid else {}), **encoder_options,
+        **({"grid": grid} if grid else {}), maxsim=maxsim, candidate_depth=candidate_depth, **encoder_options,
     )
     print_result(result, str(result.default_path(results_dir)))
 

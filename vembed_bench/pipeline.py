@@ -46,6 +46,8 @@ def evaluate(
     model_name: str | None = None,
     show_progress: bool = True,
     grid: int = 0,
+    maxsim: str = "exact",
+    candidate_depth: int = 256,
     **encoder_options: Any,
 ) -> Result:
     """Evaluate ``model`` on one split of ``task`` and return (and save) the :class:`Result`.
@@ -58,7 +60,25 @@ def evaluate(
     ``device``, ``dtype``, ``trust_remote_code``). With ``results_dir=None`` nothing is written.
     ``grid=N`` also draws N queries with their top-5 results (hits green, misses red)
     into ``<split>.grid.png`` beside the result file.
+
+    A multi-vector (late interaction) model, i.e. a ColBERT-style folder, a
+    ColPali/ColQwen2 folder, ``model_type="colbert"`` or an encoder with
+    ``multi_vector = True``, goes to :func:`vembed_bench.multivector.evaluate_multivector`:
+    ``maxsim`` is ``exact`` or ``faiss`` (FAISS token candidates, ``candidate_depth``
+    nearest document tokens per query token, then exact MaxSim rerank); ``backend``
+    and ``index`` are for single-vector models.
     """
+    from vembed_bench.multivector import evaluate_multivector, is_multivector_model
+
+    if is_multivector_model(model, encoder_options):
+        return evaluate_multivector(
+            task, model, split=split, limit=limit, seed=seed, k_values=k_values, main_metric=main_metric,
+            search=maxsim, candidate_depth=candidate_depth, batch_size=batch_size, cache=cache,
+            cache_dir=cache_dir, results_dir=results_dir, model_name=model_name, show_progress=show_progress,
+            grid=grid, **encoder_options)
+    if maxsim != "exact":
+        raise VembedError(f"maxsim search '{maxsim}' applies to multi-vector (late interaction) models; "
+                          f"{model} is single-vector (use --backend / --index for its search)")
     timings: dict[str, float] = {}
     card = task if isinstance(task, TaskCard) else resolve_card(task)
     k_values = sorted(set(k_values or card.k_values))
@@ -100,58 +120,82 @@ def evaluate(
         cache={"policy": store.policy.value, "hits": store.hits, "misses": store.misses},
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    if results_dir is not None:
-        result.save(result.default_path(Path(results_dir)))
-        if grid:  # qualitative grid of `grid` queries and their top 5, beside the result file
-            from vembed_bench.grid import save_grid
-
-            save_grid(data, found.indices, result.default_path(Path(results_dir)).with_suffix(".grid.png"),
-                      n_queries=grid, top_k=min(5, found.indices.shape[1]), seed=seed)
+    save_result(result, data, found, results_dir, grid=grid, seed=seed)
     return result
+
+
+def save_result(result: Result, data: TaskData, found: Any, results_dir: str | Path | None, *,
+                grid: int = 0, seed: int = 0) -> None:
+    """Write the result file and, with ``grid=N``, the qualitative grid beside it."""
+    if results_dir is None:
+        return
+    result.save(result.default_path(Path(results_dir)))
+    if grid:  # qualitative grid of `grid` queries and their top 5, beside the result file
+        from vembed_bench.grid import save_grid
+
+        save_grid(data, found.indices, result.default_path(Path(results_dir)).with_suffix(".grid.png"),
+                  n_queries=grid, top_k=min(5, found.indices.shape[1]), seed=seed)
 
 
 @dataclass
 class Embedded:
-    """Both sides' embeddings, and what the result file records about the encoder."""
+    """Both sides' embeddings, and what the result file records about the encoder.
 
-    queries: np.ndarray
-    corpus: np.ndarray
+    Single-vector: ``(n, dim)`` arrays; multi-vector: lists of ``(tokens, dim)`` arrays.
+    """
+
+    queries: Any
+    corpus: Any
     name: str
     model_info: dict[str, Any]
 
 
 def _embed(data: TaskData, model: Any, store: EmbeddingCache, timings: dict[str, float], *,
-           batch_size: int, show_progress: bool, encoder_options: dict[str, Any]) -> Embedded:
+           batch_size: int, show_progress: bool, encoder_options: dict[str, Any],
+           multi: bool = False) -> Embedded:
     """Encode queries and corpus through the cache, loading the model only when needed.
 
     A re-run of a local model folder on the same data finds an encode manifest
     (what the encoder described itself as, and its two cache keys) and never
     imports torch or loads the weights: a cache hit costs milliseconds.
+    ``multi=True`` does the same for multi-vector encoders (``encode_*_multi``,
+    ragged cache entries).
     """
-    manifest_key = _manifest_key(data, model, store, encoder_options)
+    contains, load = (store.contains_multi, store.load_multi) if multi else (store.contains, store.load)
+    get = store.get_or_compute_multi if multi else store.get_or_compute
+    options = {**encoder_options, "multi_vector": True} if multi else encoder_options
+    manifest_key = _manifest_key(data, model, store, options)
     manifest = store.read_manifest(manifest_key) if manifest_key else None
-    if manifest is not None and all(store.contains(manifest[key]) for key in ("query_key", "document_key")):
+    if manifest is not None and all(contains(manifest[key]) for key in ("query_key", "document_key")):
         with _timed(timings, "encode_queries"):
-            queries = store.load(manifest["query_key"])
+            queries = load(manifest["query_key"])
         with _timed(timings, "encode_corpus"):
-            corpus = store.load(manifest["document_key"])
+            corpus = load(manifest["document_key"])
         return Embedded(queries, corpus, manifest["name"], manifest["model_info"])
 
     with _timed(timings, "load_model"):
-        encoder = _load_encoder(model, show_progress=show_progress, **encoder_options)
+        if multi:
+            from vembed_bench.multivector import load_multivector_encoder
+
+            encoder = load_multivector_encoder(model, show_progress=show_progress, **encoder_options)
+        else:
+            encoder = _load_encoder(model, show_progress=show_progress, **encoder_options)
     description = encoder.describe()
     fingerprint = encoder.fingerprint()
     settings = {key: description[key] for key in CACHE_SETTING_KEYS if key in description}
-    query_key = cache_key(fingerprint, "query", settings, data.queries)
-    document_key = cache_key(fingerprint, "document", settings, data.corpus)
+    suffix = "-multi" if multi else ""
+    query_key = cache_key(fingerprint, "query" + suffix, settings, data.queries)
+    document_key = cache_key(fingerprint, "document" + suffix, settings, data.corpus)
+    encode_queries = encoder.encode_queries_multi if multi else encoder.encode_queries
+    encode_documents = encoder.encode_documents_multi if multi else encoder.encode_documents
     with _timed(timings, "encode_queries"):
-        queries = store.get_or_compute(
-            query_key, data.queries, lambda items: encoder.encode_queries(items, batch_size=batch_size),
+        queries = get(
+            query_key, data.queries, lambda items: encode_queries(items, batch_size=batch_size),
             meta={"role": "query", "task": data.name, "split": data.split},
         )
     with _timed(timings, "encode_corpus"):
-        corpus = store.get_or_compute(
-            document_key, data.corpus, lambda items: encoder.encode_documents(items, batch_size=batch_size),
+        corpus = get(
+            document_key, data.corpus, lambda items: encode_documents(items, batch_size=batch_size),
             meta={"role": "document", "task": data.name},
         )
     model_info = {**description, "fingerprint": fingerprint, **_encode_stats(encoder)}

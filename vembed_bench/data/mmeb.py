@@ -171,6 +171,20 @@ def mmeb_summary(scores: Mapping[str, float]) -> dict[str, Any]:
     return summary
 
 
+SUMMARY_LABELS = {**META_LABELS, "ind": "IND", "ood": "OOD", "overall": "Overall"}
+"""The flat score keys of :func:`summary_scores`, in table order, with their column labels."""
+
+
+def summary_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """:func:`mmeb_summary` as flat scores (keys of :data:`SUMMARY_LABELS`, empty groups left out).
+
+    This is the hook a suite card names with ``params.summary: mmeb``: the
+    suite file and the leaderboard overview show these averages, not a plain mean.
+    """
+    summary = mmeb_summary(scores)
+    return {key: summary[key] for key in SUMMARY_LABELS if summary[key] is not None}
+
+
 def mmeb_table(rows: Mapping[str, Mapping[str, float]], *, percent: bool = True) -> str:
     """A Markdown table like VLM2Vec's: one row per model, columns per meta-task, IND, OOD, Overall.
 

@@ -72,7 +72,9 @@ __all__ = [
 MATRYOSHKA_KEY = "matryoshka_dim"
 """``model_info`` key: leading embedding dimensions kept (see :mod:`.collect`)."""
 
-_VOLATILE_MODEL_KEYS = ("device",)
+# Not part of a system's identity: where it ran, and what one run counted (e.g. images
+# loaded per task, which differ between the tasks of one model).
+_VOLATILE_MODEL_KEYS = ("device", "encode_stats")
 
 
 @dataclass
@@ -473,26 +475,70 @@ def _column_header(board: Board, boards: Sequence[Board]) -> str:
     return f"{name} ({board.main_metric})"
 
 
+def _suite_cards(names: Sequence[str], boards: Sequence[Board]) -> dict[str, object]:
+    """Suite name -> its suite card, for suites whose card defines how to combine exactly the
+    tasks on the boards (one split each; all members for ``rsum``, a subset for a summary)."""
+    from vembed_bench.data.cards import list_cards
+    from vembed_bench.suites import suite_members
+
+    cards = {c.name: c for c in list_cards() if c.loader == "suite"} if names else {}
+    defined = {}
+    for name in names:
+        card = cards.get(name)
+        tasks = [b.task for b in boards if name in b.suites]
+        if card is None or len(set(tasks)) != len(tasks):
+            continue
+        members = set(suite_members(card))
+        complete = set(tasks) == members
+        if set(tasks) <= members and (complete or card.params.get("summary")):
+            defined[name] = card
+    return defined
+
+
 def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
-    """Systems × task splits on main scores, then one average per suite."""
+    """Systems × task splits on main scores, then each suite's scores.
+
+    A suite with a suite card is combined as its card says (:func:`vembed_bench.suites.combine_scores`:
+    Rsum, or for MMEB the Precision@1 averages per meta-task, IND, OOD and Overall); any other
+    suite (e.g. ``--suite NAME=...``) gets the mean of its members' main scores.
+    """
+    from vembed_bench.suites import combine_scores, suite_columns
+
     ordered = sorted(boards, key=lambda b: (b.suites[:1] or ["\uffff"], b.task, b.split))
     scores: dict[str, dict[str, float]] = defaultdict(dict)
+    results: dict[str, dict[str, Result]] = defaultdict(dict)
     dims: dict[str, set[int]] = defaultdict(set)
     for board in ordered:
         for item in board.entries:
             label = pages.label(item.result)
             scores[label][board.slug] = item.result.main_score
+            results[label][board.slug] = item.result
             dims[label].add(item.result.embedding_dim)
     suite_names = sorted({s for b in ordered for s in b.suites})
-    suite_members = {s: [b.slug for b in ordered if s in b.suites] for s in suite_names}
-    averages: dict[str, dict[str, float]] = defaultdict(dict)
+    suite_members = {s: [b for b in ordered if s in b.suites] for s in suite_names}
+    cards = _suite_cards(suite_names, ordered)
+    suite_cols: list[tuple[str, str, str]] = []  # (suite, score key, column label)
+    for suite in suite_names:
+        if suite in cards:
+            suite_cols += [(suite, key, f"{suite} {text}") for key, text in suite_columns(cards[suite]).items()]
+        else:
+            suite_cols.append((suite, "avg", f"{suite} avg"))
+    averages: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
     for label, row in scores.items():
         for suite, members in suite_members.items():
-            if all(m in row for m in members):
-                averages[label][suite] = float(np.mean([row[m] for m in members]))
+            if not all(m.slug in row for m in members):
+                continue
+            if suite in cards:
+                combined = combine_scores(cards[suite], {m.task: results[label][m.slug] for m in members})
+                for key in suite_columns(cards[suite]):
+                    if key in combined:
+                        averages[label][(suite, key)] = float(combined[key])
+            else:
+                averages[label][(suite, "avg")] = float(np.mean([row[m.slug] for m in members]))
     best = {b.slug: max(row[b.slug] for row in scores.values() if b.slug in row) for b in ordered}
     best_avg = {
-        s: max((row[s] for row in averages.values() if s in row), default=None) for s in suite_names
+        (s, k): max((row[(s, k)] for row in averages.values() if (s, k) in row), default=None)
+        for s, k, _ in suite_cols
     }
 
     def order(label: str) -> tuple:
@@ -502,7 +548,7 @@ def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
     columns = (
         ["model", "dim"]
         + [_column_header(b, ordered) for b in ordered]
-        + [f"{s} avg" for s in suite_names]
+        + [text for _, _, text in suite_cols]
     )
     header_links = {
         2 + i: Link(_column_header(b, ordered), pages.task_path(b), anchor=task_anchor(b))
@@ -523,13 +569,15 @@ def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
                     bold=value is not None and value == best[board.slug],
                 )
             )
-        for suite in suite_names:
-            value = averages[label].get(suite)
+        for suite, key, _ in suite_cols:
+            value = averages[label].get((suite, key))
+            # Rsum is already in percent (up to 600); fmt_score multiplies by 100.
+            shown = value / 100 if value is not None and key == "rsum" else value
             row.append(
                 Cell(
-                    fmt_score(value),
+                    fmt_score(shown),
                     sort=value,
-                    bold=value is not None and value == best_avg[suite],
+                    bold=value is not None and value == best_avg[(suite, key)],
                 )
             )
         rows.append(row)
@@ -658,6 +706,11 @@ def overview_blocks(
     )
     if suites:
         note += " Suite averages only for models evaluated on every task of the suite."
+    if _suite_cards(suites, boards):
+        note += (
+            " A suite whose card defines its own scores shows those (Rsum in percent; MMEB:"
+            " Precision@1 averaged per meta-task, in-distribution, out-of-distribution, overall)."
+        )
     if boards:
         blocks += [
             Para((note,)),
