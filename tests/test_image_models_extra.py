@@ -167,11 +167,15 @@ def test_tuxpaint_shared_captions(tmp_path):
 
     pairs = tuxpaint_stamps()
     folder = prepare_tuxpaint(tmp_path / "t2i", "t2i")
-    data = load_beir(folder)
-    assert len(data.corpus) == len(pairs)
+    test, train = load_beir(folder, "test"), load_beir(folder, "train")
+    assert len(test.corpus) == len(train.corpus) == len(pairs)  # every image stays in the corpus
     n_captions = len({caption for _, caption in pairs})
-    assert len(data.queries) == n_captions < len(pairs)  # several stamps share a caption
-    assert sum(len(v) for v in data.qrels.values()) == len(pairs)
+    assert not {q.id for q in test.queries} & {q.id for q in train.queries}  # held-out captions
+    assert len(test.queries) + len(train.queries) == n_captions < len(pairs)  # stamps share captions
+    assert round(0.2 * n_captions) == len(test.queries)
+    assert sum(len(v) for d in (test, train) for v in d.qrels.values()) == len(pairs)
+    i2t = load_beir(prepare_tuxpaint(tmp_path / "i2t", "i2t"), "test")  # the same captions held out
+    assert {c for v in i2t.qrels.values() for c in v} == {q.id for q in test.queries}
 
 
 def test_lora_adapter_folder_loads_on_its_base(tmp_path, images):

@@ -16,6 +16,10 @@ LLM poolings of :mod:`.llm_pooling` turns hidden states into a vector:
   from the mask so absolute-position models (GPT-2) also get the same numbers.
 * ``attention="bidirectional"`` switches the model to bidirectional attention
   through transformers' mask and attention interfaces (:mod:`.bidirectional`).
+* a folder written by training (``vembed-bench train`` with ``model.type: llm``)
+  carries ``vembed_encoder.json`` (pooling, attention, prompts, max length):
+  those are the defaults, so a plain ``eval --model FOLDER`` embeds the way
+  training did; options given explicitly still win.
 
 The batching, length-sorting and numpy collation are :class:`HFEncoder`'s.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,13 +41,23 @@ from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES, llm_pool
 from vembed_bench.encoders.runtime import pick_device, progress_bar, resolve_dtype, torch_dtype
 from vembed_bench.encoders.text_base import check_batch_size, default_name
-from vembed_bench.encoders.text_inputs import QUERY, format_items, resolve_prompts, stored_prompts
+from vembed_bench.encoders.text_inputs import (
+    DOCUMENT,
+    QUERY,
+    format_items,
+    resolve_prompts,
+    stored_prompts,
+)
 from vembed_bench.errors import VembedError
 
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 DEFAULT_INSTRUCTION = "Given a question, retrieve passages that answer the question"
 DEFAULT_SEPARATOR = "Query:"
 PADDING_SIDES = ("left", "right")
+SETTINGS_FILE = "vembed_encoder.json"
+"""Written beside a trained model: the encoder options it was trained with (the defaults)."""
+SETTING_KEYS = ("pooling", "attention", "padding_side", "query_prompt", "document_prompt",
+                "max_length", "instruction_separator")
 
 
 class LLMEncoder(HFEncoder):
@@ -64,11 +79,11 @@ class LLMEncoder(HFEncoder):
         dtype: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
-        attention: str = "causal",
+        attention: str | None = None,
         attn_implementation: str | None = None,
-        padding_side: str = "left",
+        padding_side: str | None = None,
         instruction: str | None = None,
-        instruction_separator: str = DEFAULT_SEPARATOR,
+        instruction_separator: str | None = None,
         tokenizer: str | Path | None = None,
         max_batch_tokens: int | None = None,
     ) -> None:
@@ -78,6 +93,17 @@ class LLMEncoder(HFEncoder):
         self.name = name or default_name(source)
         self.show_progress = show_progress
         self.trust_remote_code = trust_remote_code
+        saved = read_settings(self.folder)  # a trained folder's own options: the defaults
+        pooling = pooling or saved.get("pooling")
+        attention = attention or saved.get("attention") or "causal"
+        padding_side = padding_side or saved.get("padding_side") or "left"
+        max_length = max_length or saved.get("max_length")
+        if query_prompt is None:
+            query_prompt = saved.get("query_prompt")
+        if document_prompt is None:
+            document_prompt = saved.get("document_prompt")
+        if instruction_separator is None:
+            instruction_separator = saved.get("instruction_separator", DEFAULT_SEPARATOR)
         self.pooling = pooling or "eos"
         if self.pooling not in LLM_POOLING_MODES:
             raise VembedError(
@@ -120,20 +146,13 @@ class LLMEncoder(HFEncoder):
 
     # -- loading ---------------------------------------------------------------------------
     def _load_llm(self, attn_implementation: str | None) -> tuple[Any, Any]:
-        from transformers import AutoModel, AutoTokenizer
-
-        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_source, **kwargs)
-            model = AutoModel.from_pretrained(
-                self.source,
-                dtype=torch_dtype(self.dtype),
-                attn_implementation=attn_implementation,
-                **kwargs,
-            )
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(f"cannot load {self.source} as a causal language model: {first}") from None
+        tokenizer, model = load_causal_lm(
+            self.source,
+            tokenizer_source=self.tokenizer_source,
+            dtype=self.dtype,
+            attn_implementation=attn_implementation,
+            trust_remote_code=self.trust_remote_code,
+        )
         if self.pooling == "skip_instruction" and not getattr(tokenizer, "is_fast", False):
             raise VembedError(f"{self.source}: skip_instruction pooling needs a fast tokenizer (offsets)")
         model.to(self.device)
@@ -215,13 +234,33 @@ class LLMEncoder(HFEncoder):
         hidden = getattr(output, "last_hidden_state", None)
         return output[0] if hidden is None else hidden
 
-    def _forward(self, features: dict[str, Any]) -> np.ndarray:
+    def embed(self, features: dict[str, Any]) -> Any:
+        """Pooled, L2-normalised ``(batch, dim)`` tensor for collated features.
+
+        Gradients flow when called outside ``inference_mode``: the training
+        backend (:mod:`vembed_bench.train.backends.llm_backend`) embeds through
+        this same method, so training and evaluation cannot drift apart.
+        """
         import torch
 
         hidden = self.hidden_states(features)
         pooled = llm_pool(self.pooling, hidden, features["attention_mask"], features.get("embed_mask"))
-        pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-        return pooled.cpu().numpy()
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    def settings_record(self) -> dict[str, Any]:
+        """What :data:`SETTINGS_FILE` stores: the options that make ``eval`` embed like this encoder."""
+        return {
+            "pooling": self.pooling,
+            "attention": self.attention,
+            "padding_side": self.padding_side,
+            "query_prompt": self.prompts[QUERY],
+            "document_prompt": self.prompts[DOCUMENT],
+            "max_length": self.max_length,
+            "instruction_separator": self.separator,
+        }
+
+    def _forward(self, features: dict[str, Any]) -> np.ndarray:
+        return self.embed(features).float().cpu().numpy()
 
     # -- provenance ------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
@@ -243,6 +282,69 @@ class LLMEncoder(HFEncoder):
             "instruction": self.instruction,
             "instruction_separator": self.separator,
         }
+
+
+def load_causal_lm(
+    source: str,
+    *,
+    tokenizer_source: str | None = None,
+    dtype: str = "float32",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    **model_kwargs: Any,
+) -> tuple[Any, Any]:
+    """``(tokenizer, AutoModel)`` for a decoder LLM, or a one-line :class:`VembedError`.
+
+    Shared by the encoder and the training backend (which adds e.g. a 4-bit
+    ``quantization_config`` through ``model_kwargs``). The model is not moved.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source or source, **kwargs)
+        model = AutoModel.from_pretrained(
+            source,
+            dtype=torch_dtype(dtype),
+            attn_implementation=attn_implementation,
+            **kwargs,
+            **model_kwargs,
+        )
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VembedError(f"cannot load {source} as a causal language model: {first}") from None
+    return tokenizer, model
+
+
+def read_settings(folder: Path | None) -> dict[str, Any]:
+    """The options a trained folder's :data:`SETTINGS_FILE` records (empty without one)."""
+    path = Path(folder) / SETTINGS_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VembedError(f"{path}: unreadable ({exc}); fix or delete the file") from None
+    if not isinstance(data, dict):
+        raise VembedError(f"{path}: expected a JSON object of encoder options; fix or delete it")
+    unknown = sorted(set(data) - set(SETTING_KEYS))
+    if unknown:
+        raise VembedError(
+            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(SETTING_KEYS)}); fix or delete it"
+        )
+    return data
+
+
+def write_settings(folder: Path, settings: dict[str, Any]) -> Path:
+    """Write :data:`SETTINGS_FILE` into ``folder`` atomically; return its path."""
+    from vembed_bench.atomic import write_json
+
+    unknown = sorted(set(settings) - set(SETTING_KEYS))
+    if unknown:
+        raise VembedError(f"encoder settings: unknown key {unknown[0]!r}")
+    path = Path(folder) / SETTINGS_FILE
+    write_json(path, settings)
+    return path
 
 
 def _task_alias(prompt: str | None) -> str | None:

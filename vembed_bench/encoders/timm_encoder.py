@@ -58,9 +58,7 @@ class TimmEncoder(ImageEncoderBase):
         self.device = pick_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.pooling = pooling or "avg"
-        cfg = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
-        self.architecture = str(cfg["architecture"])
-        self.pretrained_cfg = dict(cfg.get("pretrained_cfg") or {})
+        self.architecture, self.pretrained_cfg = read_timm_config(self.folder)
         self.model = load_timm_model(self.folder, self.architecture, self.pooling)
         self.model.to(device=self.device, dtype=torch_dtype(self.dtype)).eval()
         self.channels_last = self.device == "cpu"
@@ -71,10 +69,7 @@ class TimmEncoder(ImageEncoderBase):
         self.dim = int(getattr(self.model, "num_features", 0) or 0) or None
 
     def _image_transform(self) -> Transform:
-        import timm.data
-
-        config = timm.data.resolve_data_config({}, pretrained_cfg=self.pretrained_cfg, model=self.model)
-        return timm.data.create_transform(**config)
+        return eval_transform(self.pretrained_cfg, self.model)
 
     def _encode_image_batch(self, batch: Any) -> np.ndarray:
         import torch
@@ -88,6 +83,24 @@ class TimmEncoder(ImageEncoderBase):
     def _settings(self) -> dict[str, Any]:
         return {**super()._settings(), "architecture": getattr(self, "architecture", None),
                 "pooling": getattr(self, "pooling", None)}
+
+
+def eval_transform(pretrained_cfg: dict[str, Any], model: Any) -> Transform:
+    """The eval preprocessing of ``pretrained_cfg`` (size, crop, interpolation, mean/std).
+
+    Shared by :class:`TimmEncoder` and the timm training backend, so a fine-tuned
+    model sees exactly the pixels it is later evaluated on.
+    """
+    import timm.data
+
+    config = timm.data.resolve_data_config({}, pretrained_cfg=pretrained_cfg, model=model)
+    return timm.data.create_transform(**config)
+
+
+def read_timm_config(folder: Path) -> tuple[str, dict[str, Any]]:
+    """``(architecture, pretrained_cfg)`` from a timm folder's ``config.json``."""
+    cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    return str(cfg["architecture"]), dict(cfg.get("pretrained_cfg") or {})
 
 
 def load_timm_model(folder: Path, architecture: str, pooling: str = "avg"):

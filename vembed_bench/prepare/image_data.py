@@ -39,6 +39,8 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot"]
 TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
+TRAIN_PER_CLASS = 200
+"""Fashion-MNIST train images per class written to ``train.jsonl`` for fine-tuning."""
 
 
 # -- the common writer --------------------------------------------------------------------------
@@ -170,17 +172,18 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def prepare_fashion_mnist(out: str | Path, *, per_class: int = 100, seed: int = 0, split: str = "test",
-                          source: str | Path = FASHION_MNIST_DIR) -> Path:
-    """A seeded class-balanced sample of Fashion-MNIST as image-to-image retrieval (MIT licence)."""
+                          source: str | Path = FASHION_MNIST_DIR,
+                          train_per_class: int = TRAIN_PER_CLASS) -> Path:
+    """A seeded class-balanced sample of Fashion-MNIST as image-to-image retrieval (MIT licence).
+
+    Also writes ``train.jsonl`` (see :func:`write_fashion_mnist_train`): labelled images from
+    the *train* split for fine-tuning, so the eval images are never trained on.
+    """
     from PIL import Image
 
     source = Path(source)
     stem = "t10k" if split == "test" else "train"
-    images_path, labels_path = source / f"{stem}-images-idx3-ubyte.gz", source / f"{stem}-labels-idx1-ubyte.gz"
-    if not images_path.is_file():
-        raise VembedError(f"{images_path} not found; install it with "
-                          "`apt-get install --no-install-recommends dataset-fashion-mnist`")
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = _fashion_mnist_split(source, stem)
     rng = np.random.default_rng(seed)
     out = Path(out)
     rows = []
@@ -194,10 +197,58 @@ def prepare_fashion_mnist(out: str | Path, *, per_class: int = 100, seed: int = 
     (out / "LICENSE-fashion-mnist.txt").write_text(
         "Fashion-MNIST, Copyright (c) 2017 Zalando SE, MIT License. "
         "https://github.com/zalandoresearch/fashion-mnist\n", encoding="utf-8")
+    if train_per_class:
+        exclude = {int(item_id.split("_")[1]) for item_id, _, _ in rows} if stem == "train" else set()
+        write_fashion_mnist_train(out, per_class=train_per_class, seed=seed, source=source,
+                                  exclude=exclude)
     return _i2i_task(out, "fashion_mnist_i2i", rows, split,
                      description=f"Fashion-MNIST {split} sample ({per_class} per class, seed {seed}), "
                                  "image-to-image by class", license="MIT (Zalando SE)",
                      k_values=[1, 10, 100])
+
+
+def write_fashion_mnist_train(out: str | Path, *, per_class: int = TRAIN_PER_CLASS, seed: int = 0,
+                              source: str | Path = FASHION_MNIST_DIR,
+                              exclude: set[int] | frozenset[int] = frozenset()) -> Path:
+    """``out/train.jsonl``: a seeded class-balanced sample of the Fashion-MNIST train split.
+
+    Rows are ``{"query_image": "images_train/<label>/train_XXXXX.png", "label": "<class>"}``
+    (the ``labels`` format of ``vembed-bench train``, for supervised contrastive). The
+    images go to their own ``images_train/`` folder and the sample uses its own random
+    stream, so the eval task's files stay byte-identical with or without it;
+    ``exclude`` holds train-split indices the eval task already uses.
+    """
+    from PIL import Image
+
+    from vembed_bench.atomic import atomic_open
+
+    images, labels = _fashion_mnist_split(Path(source), "train")
+    rng = np.random.default_rng([seed, 1])  # independent of the eval sample's stream
+    out = Path(out)
+    lines = []
+    for label, class_name in enumerate(FASHION_MNIST_CLASSES):
+        pool = np.array([i for i in np.flatnonzero(labels == label) if int(i) not in exclude])
+        if per_class > len(pool):
+            raise VembedError(f"train_per_class {per_class}: class {class_name!r} has only "
+                              f"{len(pool)} train images")
+        for index in np.sort(rng.choice(pool, size=per_class, replace=False)):
+            rel = f"images_train/{label}/train_{index:05d}.png"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index], mode="L").save(out / rel)
+            lines.append(json.dumps({"query_image": rel, "label": class_name}, ensure_ascii=False))
+    path = out / "train.jsonl"
+    with atomic_open(path) as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def _fashion_mnist_split(source: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of one IDX split (``t10k`` or ``train``)."""
+    images_path, labels_path = source / f"{stem}-images-idx3-ubyte.gz", source / f"{stem}-labels-idx1-ubyte.gz"
+    if not images_path.is_file():
+        raise VembedError(f"{images_path} not found; install it with "
+                          "`apt-get install --no-install-recommends dataset-fashion-mnist`")
+    return read_idx(images_path), read_idx(labels_path)
 
 
 def tuxpaint_stamps(source: Path = TUXPAINT_DIR) -> list[tuple[Path, str]]:
@@ -214,11 +265,16 @@ def tuxpaint_stamps(source: Path = TUXPAINT_DIR) -> list[tuple[Path, str]]:
     return pairs
 
 
-def prepare_tuxpaint(out: str | Path, direction: str = "t2i", source: str | Path = TUXPAINT_DIR) -> Path:
+def prepare_tuxpaint(out: str | Path, direction: str = "t2i", source: str | Path = TUXPAINT_DIR,
+                     *, seed: int = 0, test_fraction: float = 0.2) -> Path:
     """Tux Paint stamps as caption retrieval. GPL-2: never commit the output.
 
     Identical captions are one text document (or query); every image carrying
-    it is relevant to it, so several images can answer one caption.
+    it is relevant to it, so several images can answer one caption. The
+    distinct captions are split (seeded) into ``train`` and ``test`` qrels, the
+    same split for both directions, so a model trained on the train pairs is
+    scored on captions -- and images -- it never saw; the corpus is always
+    every image (t2i) or every caption (i2t).
     """
     source = Path(source)
     pairs = tuxpaint_stamps(source)
@@ -233,12 +289,40 @@ def prepare_tuxpaint(out: str | Path, direction: str = "t2i", source: str | Path
         cid = "c" + hashlib.sha1(caption.encode()).hexdigest()[:12]
         captions.setdefault(cid, {"_id": cid, "text": caption})
         links.append((rel, cid))
+    test = _tuxpaint_test_captions(sorted(captions), seed, test_fraction)
     if direction == "t2i":
         queries, corpus, qrels = list(captions.values()), images, [(c, i, 1) for i, c in links]
     else:
         queries, corpus, qrels = images, list(captions.values()), [(i, c, 1) for i, c in links]
-    return write_task(out, name=f"tuxpaint_{direction}", corpus=corpus, queries=queries, qrels=qrels,
-                      modality="text-to-image" if direction == "t2i" else "image-to-text",
-                      description=f"Tux Paint stamps with their English captions ({direction}); "
-                                  "built locally from the Debian package", license="GPL-2.0 (do not commit)",
-                      k_values=[1, 5, 10])
+    by_split = {"test": [], "train": []}
+    for (rel, cid), row in zip(links, qrels):
+        by_split["test" if cid in test else "train"].append(row)
+    write_task(out, name=f"tuxpaint_{direction}", corpus=corpus, queries=queries, qrels=by_split["test"],
+               modality="text-to-image" if direction == "t2i" else "image-to-text",
+               description=f"Tux Paint stamps with their English captions ({direction}); built locally "
+                           f"from the Debian package; captions split {1 - test_fraction:.0%} train / "
+                           f"{test_fraction:.0%} test (seed {seed})",
+               license="GPL-2.0 (do not commit)", k_values=[1, 5, 10])
+    return _add_split(out, "train", by_split["train"])
+
+
+def _tuxpaint_test_captions(caption_ids: list[str], seed: int, fraction: float) -> set[str]:
+    """A seeded ``fraction`` of the distinct captions: the held-out queries (t2i) / answers (i2t)."""
+    if not 0 < fraction < 1:
+        raise VembedError(f"test_fraction must be between 0 and 1, got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(caption_ids))
+    count = max(1, round(fraction * len(caption_ids)))
+    return {caption_ids[i] for i in order[:count]}
+
+
+def _add_split(out: Path, split: str, qrels: list[tuple[str, str, int]]) -> Path:
+    """Write ``qrels/<split>.tsv`` beside the ones ``write_task`` wrote and list it in ``card.yaml``."""
+    with open(out / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for qid, did, grade in qrels:
+            handle.write(f"{qid}\t{did}\t{grade}\n")
+    card_path = out / "card.yaml"
+    card = yaml.safe_load(card_path.read_text(encoding="utf-8"))
+    card["splits"] = [*card["splits"], split]
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return out
