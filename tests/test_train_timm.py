@@ -208,3 +208,33 @@ def test_fashion_mnist_train_file_leaves_the_eval_task_unchanged(tmp_path):
     drawn = {int(Path(json.loads(line)["query_image"]).stem.split("_")[1])
              for line in path.read_text().splitlines()}
     assert drawn == keep
+
+
+def test_resume_restores_batchnorm_running_statistics(setup, tmp_path):
+    """A resumed run ends with the same BatchNorm statistics (buffers, not parameters) as a straight one."""
+    import shutil
+
+    import torch
+
+    from vembed_bench.train.data import read_examples
+    from vembed_bench.train.flow import resolve_recipe
+    from vembed_bench.train.loop import fit
+    from vembed_bench.train.model import build_model
+
+    model_dir, _, _, train = setup
+    recipe = resolve_recipe(_recipe(model_dir, train, tmp_path / "runs",
+                                    training={"max_steps": 4, "save_every": 2, "keep_checkpoints": 5}))
+    examples = read_examples(recipe)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = build_model(recipe)
+    fit(recipe, straight, examples, tmp_path / "a", progress=False)
+    fit(recipe, build_model(recipe), examples, tmp_path / "b", progress=False)
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-0000004")  # killed after step 2
+    resumed = build_model(recipe)
+    assert fit(recipe, resumed, examples, tmp_path / "b", resume=True, progress=False).resumed_from == 2
+    expected = dict(straight.named_buffers())
+    stats = [n for n in expected if n.endswith("running_mean")]
+    assert stats
+    for name, buffer in resumed.named_buffers():
+        torch.testing.assert_close(buffer, expected[name], atol=1e-6, rtol=0)

@@ -319,6 +319,7 @@ def _save_checkpoint(
     weights.update(
         {f"loss.{n}": p.detach().cpu().contiguous() for n, p in loss_module.named_parameters()}
     )
+    weights.update({f"buffer.{n}": b.detach().cpu().contiguous() for n, b in _trained_buffers(model)})
     save_file(weights, str(tmp / "trainable.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
@@ -340,6 +341,16 @@ def _save_checkpoint(
     return folder
 
 
+def _trained_buffers(model: Any) -> list[tuple[str, Any]]:
+    """Buffers of modules that train (BatchNorm running statistics): resume needs them too."""
+    found = []
+    for prefix, module in model.named_modules():
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            for name, buffer in module.named_buffers(recurse=False):
+                found.append((f"{prefix}.{name}" if prefix else name, buffer))
+    return found
+
+
 def _load_checkpoint(
     folder: Path, model: Any, loss_module: Any, optimizer: Any, scheduler: Any
 ) -> int:
@@ -348,12 +359,15 @@ def _load_checkpoint(
     from safetensors.torch import load_file
 
     weights = load_file(str(folder / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    loss_params = dict(loss_module.named_parameters())
+    targets = {
+        "model": dict(model.named_parameters()),
+        "loss": dict(loss_module.named_parameters()),
+        "buffer": dict(_trained_buffers(model)),
+    }
     with torch.no_grad():
         for key, value in weights.items():
             kind, _, name = key.partition(".")
-            target = (params if kind == "model" else loss_params).get(name)
+            target = targets.get(kind, {}).get(name)
             if target is None or target.shape != value.shape:
                 raise VembedError(
                     f"checkpoint {folder} does not match this model ({name}); "

@@ -54,7 +54,7 @@ def _attention(recipe: Any) -> str:
 
 def build(recipe: Any, device: str = "cpu") -> "LLMEmbedder":
     """The trainable embedder for ``recipe`` (LoRA applied when ``lora.enabled``)."""
-    from vembed_bench.train.model import resolve_model_path
+    from vembed_bench.train.model import resolve_model_path, with_lora
 
     lora = recipe.lora
     if lora.load_in_4bit:
@@ -84,7 +84,7 @@ def build(recipe: Any, device: str = "cpu") -> "LLMEmbedder":
     elif recipe.model.gradient_checkpointing:
         model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora.enabled:
-        model.set_inner(_with_lora(model.model, lora))
+        model.set_inner(with_lora(model.model, lora))
     return model
 
 
@@ -146,23 +146,6 @@ def _check_qlora(recipe: Any, device: str) -> None:
         )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise VembedError("lora.load_in_4bit (QLoRA) needs the bitsandbytes package; pip install bitsandbytes")
-
-
-def _with_lora(model: Any, cfg: Any) -> Any:
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise VembedError("lora.enabled needs the 'peft' package") from None
-    config = LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules) or None,
-    )
-    try:
-        return get_peft_model(model, config)
-    except ValueError as err:  # peft cannot guess target modules for this architecture
-        raise VembedError(f"lora: {str(err).splitlines()[0]}; set lora.target_modules") from None
 
 
 def _nn_module() -> type:

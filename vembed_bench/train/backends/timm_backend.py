@@ -145,20 +145,9 @@ def _add_lora(module: TimmTrainable, cfg: Any) -> None:
         )
     if cfg.load_in_4bit:
         raise VembedError("lora.load_in_4bit (QLoRA) is not supported for timm models")
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise VembedError("lora.enabled needs the 'peft' package") from None
-    config = LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-    )
-    try:
-        module.model = get_peft_model(module.model, config)
-    except ValueError as err:  # no module matches, or an unsupported layer type
-        raise VembedError(f"lora: {str(err).splitlines()[0]}") from None
+    from vembed_bench.train.model import with_lora
+
+    module.model = with_lora(module.model, cfg)
 
 
 def eval_options(recipe: Any, tuned: bool) -> dict[str, Any]:
