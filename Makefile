@@ -33,14 +33,25 @@ system-packages:
 test: setup system-packages
 	$(UV) run --frozen --no-sync pytest -q
 
-# Regenerate the committed leaderboards from the offline demos' result files.
+# Regenerate the committed leaderboards from the offline demos' result files: the core demo,
+# its Matryoshka dims, and the four training demos (text, image, image-text, LLM), each with
+# its zero-shot and fine-tuned results. Models and data are built into DEMO_DATA first.
+DEMO_DATA ?= $(CURDIR)/.demo-data
+TRAIN_DEMOS = minilm_python_faq effnet_lite0_fashion_mnist_supcon composed_tuxpaint \
+              smollm2_python_faq_lora_bidirectional
+VB = $(UV) run --frozen --no-sync vembed-bench
 DEMO_MODEL = $$($(UV) run --frozen --no-sync python -c "from vembed_bench.demo import demo_model_path as p; print(p())")
-leaderboards: setup
-	$(UV) run --frozen --no-sync vembed-bench demo --results-dir leaderboards/results
-	$(UV) run --frozen --no-sync vembed-bench eval --task python_faq --model "$(DEMO_MODEL)" \
-	  --model-name all-MiniLM-L6-v2 --dims 384,256,128,64 --results-dir leaderboards/results
-	$(UV) run --frozen --no-sync vembed-bench train trainers/minilm_python_faq.yaml --set output_dir=runs --overwrite
-	rm -rf leaderboards/results/runs/minilm-python-faq && mkdir -p leaderboards/results/runs/minilm-python-faq
-	cd runs/minilm-python-faq && cp -r eval comparison.json comparison.md train_log.jsonl loss.png config.yaml \
-	  ../../leaderboards/results/runs/minilm-python-faq/
-	$(UV) run --frozen --no-sync vembed-bench leaderboard leaderboards/results --out leaderboards
+leaderboards: setup system-packages
+	$(VB) demo --results-dir leaderboards/results
+	$(VB) eval --task python_faq --model "$(DEMO_MODEL)" --model-name all-MiniLM-L6-v2 \
+	  --dims 384,256,128,64 --results-dir leaderboards/results
+	for kind in efficientnet-lite0 smollm2 fashion-mnist tuxpaint; do \
+	  $(VB) prepare $$kind --data-root "$(DEMO_DATA)" || exit 1; done
+	rm -rf runs/demos leaderboards/results/runs
+	for recipe in $(TRAIN_DEMOS); do \
+	  $(VB) train trainers/$$recipe.yaml --data-root "$(DEMO_DATA)" --set output_dir=runs/demos || exit 1; done
+	for run in runs/demos/*/; do \
+	  dest=leaderboards/results/runs/$$(basename $$run); mkdir -p $$dest; \
+	  (cd $$run && cp -r eval comparison.json comparison.md train_log.jsonl loss.png config.yaml "$(CURDIR)/$$dest/"); \
+	done
+	$(VB) leaderboard leaderboards/results --out leaderboards

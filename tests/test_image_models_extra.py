@@ -124,6 +124,29 @@ def test_prepare_sop_and_karpathy_match_the_original_loaders(tmp_path):
         assert [(q.id, q.text) for q in got.queries] == [(q.id, q.text) for q in ref.queries]
 
 
+def test_prepare_train_splits_write_training_rows_beside_the_test_task(tmp_path):
+    from vembed_bench.prepare.commands import prepare_command
+    from vembed_bench.train.data import ImageInput, read_examples
+    from vembed_bench.train.recipe import recipe_from_dict
+
+    sop = write_sop(tmp_path / "raw", [(1, 1, "mug"), (2, 1, "mug"), (3, 2, "lamp")], split="train")
+    (folder,) = prepare_command("sop", sop, tmp_path / "out", split="train")
+    assert folder.name == "sop_i2i_beir_train"  # never the test task's folder
+    flickr = write_karpathy(tmp_path / "raw", [("a.jpg", "train", ["one cat", "two"]), ("b.jpg", "test", ["x"])])
+    t2i, _ = prepare_command("flickr30k", flickr / "dataset_flickr30k.json", tmp_path / "out", split="train")
+    for path, expected in ((folder, ["1", "1", "2"]), (t2i, None)):
+        recipe = recipe_from_dict({"name": "x", "model": {"path": "m"},
+                                   "data": {"train": str(path / "train.jsonl")}})
+        examples = read_examples(recipe)
+        images = [ex.query if isinstance(ex.query, ImageInput) else ex.positive for ex in examples]
+        assert all(isinstance(i, ImageInput) and Path(i.path).is_file() for i in images)
+        if expected is not None:
+            assert sorted(ex.label for ex in examples) == expected  # SOP class ids
+        else:
+            assert sorted(ex.query for ex in examples) == ["one cat", "two"]
+            assert {Path(i.path).name for i in images} == {"a.jpg"}
+
+
 def test_prepare_imagefolder_and_missing_source(tmp_path):
     from vembed_bench.prepare.commands import prepare_command
 

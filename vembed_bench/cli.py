@@ -143,7 +143,7 @@ def demo_command(
 
 @app.command("prepare")
 def prepare_cli(
-    kind: str = typer.Argument(..., help="sop, flickr30k (Karpathy JSON), imagefolder, fashion-mnist, tuxpaint."),
+    kind: str = typer.Argument(..., help="sop, flickr30k (Karpathy JSON), imagefolder, fashion-mnist, tuxpaint; models: efficientnet-lite0, smollm2."),
     source: Optional[Path] = typer.Argument(None, help="The raw dataset (folder or JSON); optional for apt data."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parent folder for the task folders."),
     data_root: Optional[Path] = typer.Option(None, help="Default for --out (default: $VEMBED_DATA_ROOT)."),
@@ -157,7 +157,10 @@ def prepare_cli(
 
     set_data_root(data_root)
     for folder in prepare_command(kind, source, out, split=split, per_class=per_class, seed=seed):
-        typer.echo(f"wrote {folder} (evaluate with --task {folder / 'card.yaml'})")
+        if (folder / "card.yaml").is_file():
+            typer.echo(f"wrote {folder} (evaluate with --task {folder / 'card.yaml'})")
+        else:
+            typer.echo(f"wrote model folder {folder} (use it with --model {folder})")
 
 
 @app.command("tasks")

@@ -122,6 +122,8 @@ def prepare_sop(source: str | Path, out: str | Path, split: str = "test") -> Pat
     source = Path(source).resolve()
     rows = [(image_id, class_id, place_image(image, out, "images/" + image.relative_to(source).as_posix()))
             for image_id, class_id, image in read_sop_rows(source, split)]
+    if split == "train":  # SupCon rows for `vembed-bench train` (trainers/dinov3_sop_lora_supcon.yaml)
+        write_training_rows(out, [{"query_image": rel, "label": cls} for _, cls, rel in rows])
     return _i2i_task(out, "sop_i2i_beir", rows, split, description="Stanford Online Products, image-to-image",
                      k_values=[1, 10, 100, 1000])
 
@@ -140,9 +142,25 @@ def prepare_karpathy(json_path: str | Path, out: str | Path, split: str = "test"
 
     qrels = [(q, d, g) for q, docs in data.qrels.items() for d, g in docs.items()]
     name = f"{Path(json_path).stem.removeprefix('dataset_')}_{direction}_beir"
+    if split == "train" and direction == "t2i":  # caption -> image pairs for `vembed-bench train`
+        images = {d.id: f"images/{d.image.name}" for d in data.corpus}  # where row() places them
+        captions = {q.id: q.text for q in data.queries}
+        write_training_rows(out, [{"query": captions[q], "positive": images[d]}
+                                  for q, d, g in qrels if g > 0])
     return write_task(out, name=name, corpus=[row(d) for d in data.corpus], queries=[row(q) for q in data.queries],
                       qrels=qrels, split=split, modality="text-to-image" if direction == "t2i" else "image-to-text",
                       description=str(data.meta["convention"]), k_values=[1, 5, 10])
+
+
+def write_training_rows(out: Path, rows: list[dict[str, Any]]) -> Path:
+    """``out/train.jsonl`` (atomic): training rows whose image paths are relative to ``out``."""
+    from vembed_bench.atomic import atomic_open
+
+    path = Path(out) / "train.jsonl"
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
 
 
 def prepare_imagefolder(source: str | Path, out: str | Path, split: str = "test") -> Path:
