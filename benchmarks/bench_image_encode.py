@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     from vembed_bench.data.types import Item
-    from vembed_bench.encoders.image_io import _stack, open_image
+    from vembed_bench.encoders.image_io import open_image, stack_batch
     from vembed_bench.encoders.loader import load_encoder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +48,7 @@ def main() -> None:
     start = time.perf_counter()
     plain = []
     for s in range(0, len(items), args.batch_size):
-        batch = _stack([transform(open_image(it.image)) for it in items[s: s + args.batch_size]])
+        batch = stack_batch([transform(open_image(it.image)) for it in items[s: s + args.batch_size]])
         plain.append(encoder._encode_image_batch(batch))
     plain_s = time.perf_counter() - start
     reference = np.vstack(plain)
