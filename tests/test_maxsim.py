@@ -57,7 +57,8 @@ def test_faiss_candidates_then_exact_rerank() -> None:
     total = sum(d.shape[0] for d in docs)
     deep = maxsim_search(queries, docs, 5, mode="faiss", candidate_depth=total)  # every token: exact
     assert not deep.exact and deep.info == {"multi_vector": True, "search": "faiss",
-                                            "candidate_depth": total, "block_tokens": 1 << 18}
+                                            "candidate_depth": total, "candidate_index": "flat",
+                                            "block_tokens": 1 << 18}
     for i in range(len(queries)):
         assert deep.indices[i].tolist() == _ranking(reference[i], 5)
     shallow = maxsim_search(queries, docs, 5, mode="faiss", candidate_depth=1)
@@ -145,3 +146,19 @@ def test_evaluate_multivector_records_search(colbert_dir: Path, tiny_beir: Path)
     assert approx.search_info["search"] == "faiss" and approx.search_info["candidate_depth"] == 1000
     assert approx.scores == exact.scores  # depth beyond all tokens: same ranking
     assert exact.embedding_dim == 12
+
+
+def test_large_corpora_get_an_inverted_file_token_index(monkeypatch):
+    """Above IVF_MIN_TOKENS the candidates come from an IVF index; a deep rerank still finds
+    the exact top documents for queries built from one document's tokens."""
+    from vembed_bench.search import maxsim as module
+
+    rng = np.random.default_rng(3)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    docs = [unit(rng.normal(size=(int(rng.integers(5, 30)), 16))) for _ in range(200)]
+    queries = [unit(docs[g][:4] + 0.05 * rng.normal(size=(min(4, docs[g].shape[0]), 16))) for g in (3, 50, 120)]
+    monkeypatch.setattr(module, "IVF_MIN_TOKENS", 100)
+    found = module.maxsim_search(queries, docs, 3, mode="faiss", candidate_depth=64)
+    exact = module.maxsim_search(queries, docs, 3, mode="exact")
+    assert found.info["candidate_index"].startswith("ivf")
+    assert found.indices[:, 0].tolist() == exact.indices[:, 0].tolist() == [3, 50, 120]
