@@ -51,9 +51,11 @@ class ModelConfig:
     name: str | None = None
     """Display name of the base model in results (default: from the path)."""
     type: str = "auto"
-    """``auto`` (from the folder), ``sentence-transformers`` or ``hf``; other engineers add more."""
+    """``auto`` (detected from the folder), ``sentence-transformers``, ``hf``, ``llm``,
+    ``timm``, ``vision``, ``clip``, ``composed`` or ``vlm`` (see ``train/model.py``)."""
     pooling: str | None = None
-    """For plain HF folders: ``mean``, ``cls`` or ``last``."""
+    """``hf``: mean, cls, last; ``llm``: eos, last, mean, weighted_mean, skip_instruction;
+    ``vision``: cls, mean, pooler; ``timm``: timm's global pool (avg, max, ...)."""
     max_length: int = 128
     bidirectional: bool = False
     """Turn a decoder's causal mask off (LLM-to-embedding)."""
