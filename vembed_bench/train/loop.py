@@ -235,7 +235,28 @@ def _train_step(
             no_sync=(lambda: accelerator.no_sync(model)),
             device=device,
         )
+    if accelerator.num_processes == 1:  # DDP allows one forward per backward
+        roles = [size] * (2 if has_positive else 1) + ([size * n_neg] if n_neg else [])
+        return plain_step(_by_role(embed, roles), inputs, loss_fn, accelerator.backward)
     return plain_step(embed, inputs, loss_fn, accelerator.backward)
+
+
+def _by_role(embed: Any, sizes: list[int]) -> Any:
+    """Embed queries, positives and negatives as separate batches, then concatenate.
+
+    One tokenised batch pads every short query to the longest document; on the
+    CPython FAQ pairs that wasted about a third of a plain step's compute.
+    """
+    import torch
+
+    def run(inputs: Sequence[Any]) -> Any:
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(embed(inputs[start:start + size]))
+            start += size
+        return torch.cat(parts)
+
+    return run
 
 
 def _label_ids(examples: Sequence[TrainExample]) -> dict[str, int]:
