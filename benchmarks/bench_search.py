@@ -223,7 +223,7 @@ def main() -> None:
         f"- threads: {args.threads} ({threads})",
         f"- command: `{' '.join(['.venv/bin/python benchmarks/bench_search.py', *sys.argv[1:]])}`",
         f"- d={args.d}, nq={args.nq}, random unit vectors; {args.reps} interleaved repetitions",
-        f"- libraries: " + "; ".join(resolve_backend(b).describe()["library"] for b in backends),
+        "- libraries: " + "; ".join(resolve_backend(b).describe()["library"] for b in backends),
         f"- wall time: {time.time() - started:.0f} s",
         "",
         "GEMM rates (best of the run, GFLOP/s): "

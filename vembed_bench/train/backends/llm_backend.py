@@ -25,7 +25,6 @@ CUDA; on save the adapter is merged into a full-precision copy of the base.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -188,15 +187,14 @@ class LLMEmbedder(_nn_module()):  # type: ignore[misc]
         ``vembed_encoder.json`` (pooling, attention, prompts, max length) and the adapter
         alone in ``<folder>-adapter``."""
         from vembed_bench.encoders.bidirectional import PREFIX
+        from vembed_bench.train.model import merged_copy
 
         folder = Path(folder)
-        model = self.model
-        if _is_peft(model):
-            adapter = folder.parent / f"{folder.name}-adapter"
-            model.save_pretrained(str(adapter))
-            model = self._merged(adapter)
+        adapter = folder.parent / f"{folder.name}-adapter"
+        if getattr(self.encoder, "_quantize", False):  # a 4-bit base cannot be merged exactly
+            model = self._merged_on_full_precision(adapter)
         else:
-            model = copy.deepcopy(model).cpu()
+            model = merged_copy(self.model, adapter)
         impl = str(getattr(model.config, "_attn_implementation", "") or "")
         if impl.startswith(PREFIX):  # the registered name exists only in this process
             model.set_attn_implementation(impl.removeprefix(PREFIX))
@@ -208,15 +206,10 @@ class LLMEmbedder(_nn_module()):  # type: ignore[misc]
         write_settings(folder, record)
         return folder
 
-    def _merged(self, adapter: Path) -> Any:
-        """The merged full-precision model on CPU; the training model is left untouched."""
-        if getattr(self.encoder, "_quantize", False):  # a 4-bit base cannot be merged exactly
-            from peft import PeftModel
+    def _merged_on_full_precision(self, adapter: Path) -> Any:
+        """QLoRA: the adapter, saved, then merged into a fresh full-precision copy of the base."""
+        from peft import PeftModel
 
-            _, base = load_causal_lm(self.encoder.source, trust_remote_code=self.encoder.trust_remote_code)
-            return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-        return copy.deepcopy(self.model).cpu().merge_and_unload()
-
-
-def _is_peft(module: Any) -> bool:
-    return type(module).__module__.startswith("peft")
+        self.model.save_pretrained(str(adapter))
+        _, base = load_causal_lm(self.encoder.source, trust_remote_code=self.encoder.trust_remote_code)
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()

@@ -56,22 +56,10 @@ class TimmTrainable(nn.Module):
 
     def tokenize(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Images -> ``{"pixel_values": (n, 3, H, W)}`` with the eval preprocessing."""
-        from vembed_bench.encoders.image_io import open_image
-        from vembed_bench.train.data import ImageInput
+        from vembed_bench.train.backends.inputs import load_images, split_inputs
 
-        tensors = []
-        for item in inputs:
-            if not isinstance(item, ImageInput) or item.text:
-                shown = item if isinstance(item, str) else f"{item.path} with text {item.text!r}"
-                raise VembedError(
-                    f"a timm model embeds images only, got {str(shown)[:80]!r}; "
-                    "use a composed or VLM model for text"
-                )
-            try:
-                tensors.append(self.transform(open_image(item.path)))
-            except OSError as err:
-                raise VembedError(f"cannot read image {item.path}: {err}") from None
-        return {"pixel_values": torch.stack(tensors)}
+        split = split_inputs(inputs, "a timm model", allow_text=False)
+        return {"pixel_values": load_images(split.images, self.transform)}
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pixels = features["pixel_values"]
@@ -96,14 +84,12 @@ class TimmTrainable(nn.Module):
 
         ``prompts`` do not apply to an image-only model and are ignored.
         """
-        import copy
         import shutil
 
         from vembed_bench.encoders.timm_encoder import save_timm_folder
+        from vembed_bench.train.model import merged_copy
 
-        model = copy.deepcopy(self.model).cpu().to(memory_format=torch.contiguous_format)
-        if type(model).__module__.startswith("peft"):
-            model = model.merge_and_unload()
+        model = merged_copy(self.model).to(memory_format=torch.contiguous_format)
         model.pretrained_cfg = dict(self.pretrained_cfg)  # keep the base folder's preprocessing
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
