@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from vembed_bench.errors import VembedError
 
@@ -132,14 +131,7 @@ def evaluate_multivector(
     if len(queries) != len(data.queries) or len(corpus) != len(data.corpus):
         raise VembedError(f"encoder returned {len(queries)} query / {len(corpus)} document matrices for "
                           f"{len(data.queries)} / {len(data.corpus)} items; it must return one per item")
-    position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids())}
-    exclude = None
-    if data.exclude_self:
-        exclude = np.array([position.get(q, -1) for q in data.query_ids()], dtype=np.int64)
-    candidates = None
-    if data.candidates is not None:
-        candidates = [np.array([position[d] for d in data.candidates[q]], dtype=np.int64)
-                      for q in data.query_ids()]
+    exclude, candidates = pipeline.search_constraints(data)
     with pipeline._timed(timings, "search"):
         found = maxsim_search(queries, corpus, max(k_values), mode=search, candidate_depth=candidate_depth,
                               exclude=exclude, candidates=candidates)

@@ -239,6 +239,14 @@ def _load_encoder(model: Any, **options: Any):
 def _search(data: TaskData, queries: np.ndarray, corpus: np.ndarray, k: int, backend: str, index: str):
     from vembed_bench.search import resolve_backend, search
 
+    exclude, candidates = search_constraints(data)
+    found = search(queries, corpus, k, backend=backend, index=index, exclude=exclude, candidates=candidates)
+    return found, resolve_backend(backend).describe(index)
+
+
+def search_constraints(data: TaskData) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+    """Corpus positions to leave out (each query's own item, with ``exclude_self``) and to keep
+    (per-query candidate lists, as in MMEB), in the form every search backend takes."""
     position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids())}
     exclude = None
     if data.exclude_self:
@@ -247,8 +255,7 @@ def _search(data: TaskData, queries: np.ndarray, corpus: np.ndarray, k: int, bac
     if data.candidates is not None:
         candidates = [np.array([position[d] for d in data.candidates[qid]], dtype=np.int64)
                       for qid in data.query_ids()]
-    found = search(queries, corpus, k, backend=backend, index=index, exclude=exclude, candidates=candidates)
-    return found, resolve_backend(backend).describe(index)
+    return exclude, candidates
 
 
 def _check_main_metric(main_metric: str, k_values: Sequence[int]) -> None:
