@@ -636,23 +636,18 @@ def run_summary_rows(runs: Sequence[TrainingRun], pages: Pages) -> Table:
             link = Cell(
                 Link(run.name, pages.run_path(run), anchor=run_anchor(slug_)), sort=run.name
             )
+            head = [
+                link,
+                Cell(base.result.task),
+                Cell(base.result.split),
+                Cell(base.result.model),
+                Cell(tuned.result.model),
+                Cell(base.result.main_metric),
+            ]
             problem = comparability_problem(base.result, tuned.result)
             if problem:
-                rows.append(
-                    [
-                        link,
-                        Cell(base.result.task),
-                        Cell(base.result.split),
-                        Cell(base.result.model),
-                        Cell(tuned.result.model),
-                        Cell(base.result.main_metric),
-                        Cell(""),
-                        Cell(""),
-                        Cell(f"not comparable: {problem}"),
-                        Cell(""),
-                        Cell(""),
-                    ]
-                )
+                blank = Cell("")
+                rows.append([*head, blank, blank, Cell(f"not comparable: {problem}"), blank, blank])
                 continue
             delta = paired_deltas(
                 base.result,
@@ -663,12 +658,7 @@ def run_summary_rows(runs: Sequence[TrainingRun], pages: Pages) -> Table:
             )[0]
             rows.append(
                 [
-                    link,
-                    Cell(base.result.task),
-                    Cell(base.result.split),
-                    Cell(base.result.model),
-                    Cell(tuned.result.model),
-                    Cell(base.result.main_metric),
+                    *head,
                     Cell(fmt_score(delta.base), sort=delta.base),
                     Cell(fmt_score(delta.tuned), sort=delta.tuned),
                     *delta_cells(delta),
