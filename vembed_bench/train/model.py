@@ -45,7 +45,6 @@ __all__ = [
     "merge_adapter",
     "resolve_model_path",
     "save_model",
-    "trainable_parameters",
     "with_lora",
 ]
 
@@ -231,10 +230,6 @@ def merged_copy(module: Any, adapter_dir: Path | None = None) -> Any:
             out.save_pretrained(str(adapter_dir))
         out = out.merge_and_unload()
     return out
-
-
-def trainable_parameters(model: Any) -> list[Any]:
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 def embed_inputs(model: Any, inputs: Sequence[Any], device: Any) -> Any:
