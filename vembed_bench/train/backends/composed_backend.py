@@ -258,17 +258,11 @@ def _composed_module() -> type:
 
         def tokenize(self, inputs: Sequence[Any]) -> dict[str, Any]:
             """Per tower: memoised vectors (frozen) or the tower's own features (trainable)."""
-            from vembed_bench.train.data import ImageInput
+            from vembed_bench.train.backends.inputs import split_inputs
 
-            rows: dict[str, list[int]] = {key: [] for key in TOWERS}
-            values: dict[str, list[Any]] = {key: [] for key in TOWERS}
-            for row, value in enumerate(inputs):
-                if isinstance(value, ImageInput) and value.text:
-                    raise VembedError(f"image {value.path} comes with text ({value.text[:40]!r}), "
-                                      "but a composed model embeds an image or a text, not both")
-                key = "image" if isinstance(value, ImageInput) else "text"
-                rows[key].append(row)
-                values[key].append(value)
+            split = split_inputs(inputs, "a composed model (an image or a text, not both)")
+            rows = {"text": split.text_rows, "image": split.image_rows}
+            values = {"text": split.texts, "image": split.images}
             features: dict[str, Any] = {}
             for key in TOWERS:
                 features[f"{key}_rows"] = torch.tensor(rows[key], dtype=torch.long)
