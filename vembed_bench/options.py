@@ -1,0 +1,242 @@
+"""Typed options: how a model is loaded and run (:class:`EncoderOptions`) and how a task is
+evaluated (:class:`EvalOptions`).
+
+Both are frozen dataclasses validated once, when they are built, so a bad value
+(``--limit 0``, ``--grid -3``, an unknown ``--maxsim``) is refused in one line
+naming the flag before any data is read or any model is loaded, and every layer
+below receives values it can trust instead of ``**kwargs``. They also know which
+of their fields change the numbers: :meth:`EncoderOptions.vector_settings` keys the
+embedding cache, and :func:`vembed_bench.evaluation.identity.settings_of` builds a
+result's settings (and so its file name) from both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from vembed_bench.errors import VembedError
+
+ATTENTION_MODES = ("causal", "bidirectional")
+PADDING_SIDES = ("left", "right")
+MAXSIM_MODES = ("exact", "faiss")
+
+
+class OverwriteStrategy(str, Enum):
+    """What to do when a result with the same identity already exists (mteb's names).
+
+    ``only-missing`` (default): reuse it when it was computed with identical
+    settings on identical data by the same weights, else recompute; ``always``:
+    recompute and replace; ``never``: keep any existing result, never recompute;
+    ``only-cache``: only read existing results, fail for the missing ones.
+    """
+
+    ONLY_MISSING = "only-missing"
+    ALWAYS = "always"
+    NEVER = "never"
+    ONLY_CACHE = "only-cache"
+
+    @classmethod
+    def parse(cls, value: "OverwriteStrategy | str") -> "OverwriteStrategy":
+        try:
+            return cls(value)
+        except ValueError:
+            raise VembedError(f"--overwrite-strategy '{value}' is not one of: "
+                              f"{', '.join(s.value for s in cls)}") from None
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """The options every encoder family understands, plus the family-specific ones.
+
+    ``None`` means "the model's own default" (its stored prompts, its pooling,
+    its max length; bf16 on CUDA and fp32 elsewhere). Options that only some
+    families take (``attention`` for LLMs, ``processor`` for VLMs...) are
+    refused for the others when the model type is known
+    (:func:`vembed_bench.encoders.loader.load_encoder`).
+    """
+
+    model_type: str | None = None
+    name: str | None = None
+    pooling: str | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    max_length: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    trust_remote_code: bool = False
+    show_progress: bool = True
+    # image models
+    num_workers: int | None = None
+    skip_bad_images: bool = False
+    # text models on CPU: padded tokens per batch
+    max_batch_tokens: int | None = None
+    # decoder LLMs
+    attention: str | None = None
+    attn_implementation: str | None = None
+    padding_side: str | None = None
+    instruction: str | None = None
+    instruction_separator: str | None = None
+    tokenizer: str | None = None
+    # vision-language models
+    processor: str | None = None
+    image_placeholder: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive("max_length", self.max_length, "--max-length")
+        _positive("max_batch_tokens", self.max_batch_tokens, "max_batch_tokens")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise VembedError(f"--image-workers {self.num_workers!r} must be 0 or a positive integer")
+        _choice("attention", self.attention, ATTENTION_MODES, "--attention")
+        _choice("padding_side", self.padding_side, PADDING_SIDES, "--padding-side")
+        for name in ("model_type", "pooling", "device", "dtype"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise VembedError(f"--{name.replace('_', '-')} {value!r} must be a non-empty string")
+
+    # Fields that never change a vector: where and how fast it is computed, and its label.
+    RUNTIME_FIELDS = ("name", "device", "show_progress", "num_workers", "max_batch_tokens",
+                      "trust_remote_code")
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, **more: Any) -> "EncoderOptions":
+        """From a mapping of option names (unknown names refused in one line)."""
+        merged = {**(values or {}), **more}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise VembedError(f"unknown encoder option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**merged)
+
+    def with_(self, **changes: Any) -> "EncoderOptions":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields set to something other than their default."""
+        defaults = EncoderOptions()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(defaults, f.name)}
+
+    def vector_settings(self) -> dict[str, Any]:
+        """The overrides that can change an embedding (everything but runtime fields)."""
+        return {k: v for k, v in self.overrides().items() if k not in self.RUNTIME_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How one task is evaluated: which queries, which K, which search, where results go."""
+
+    split: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    k_values: tuple[int, ...] | None = None
+    main_metric: str | None = None
+    backend: str = "auto"
+    index: str = "flat"
+    batch_size: int = 32
+    cache: str = "use"
+    cache_dir: Path | None = None
+    results_dir: Path | None = Path("results")
+    show_progress: bool = True
+    grid: int = 0
+    maxsim: str = "exact"
+    candidate_depth: int = 256
+    dims: tuple[int, ...] | None = None
+    overwrite: OverwriteStrategy = OverwriteStrategy.ONLY_MISSING
+    save_predictions: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("limit", self.limit, "--limit", what="a positive number of queries")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise VembedError(f"--seed {self.seed!r} must be an integer")
+        _positive("batch_size", self.batch_size, "--batch-size", required=True)
+        _positive("candidate_depth", self.candidate_depth, "--candidate-depth", required=True)
+        if not isinstance(self.grid, int) or self.grid < 0:
+            raise VembedError(f"--grid {self.grid!r} must be 0 (no grid) or a positive number of queries")
+        _choice("maxsim", self.maxsim, MAXSIM_MODES, "--maxsim")
+        from vembed_bench.cache import CachePolicy
+
+        try:
+            CachePolicy(self.cache)
+        except ValueError:
+            raise VembedError(f"--cache '{self.cache}' is not a policy; use one of: use, refresh, off") from None
+        object.__setattr__(self, "overwrite", OverwriteStrategy.parse(self.overwrite))
+        if self.k_values is not None:
+            object.__setattr__(self, "k_values", _int_list("--k", self.k_values, "1,5,10"))
+        if self.dims is not None:
+            object.__setattr__(self, "dims", _int_list("--dims", self.dims, "768,512,256", keep_order=True))
+        for name in ("cache_dir", "results_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if not isinstance(self.backend, str) or not self.backend.strip():
+            raise VembedError(f"--backend {self.backend!r} must be a backend name (auto, faiss, torch, numpy)")
+        if not isinstance(self.index, str) or not self.index.strip():
+            raise VembedError(f"--index {self.index!r} must be flat, hnsw, ivf or a faiss factory string")
+
+    def with_(self, **changes: Any) -> "EvalOptions":
+        return replace(self, **changes)
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, **more: Any) -> "EvalOptions":
+        merged = {**(values or {}), **more}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise VembedError(f"unknown evaluation option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**merged)
+
+
+def split_options(values: Mapping[str, Any]) -> tuple[EvalOptions, EncoderOptions]:
+    """Split one flat mapping of keyword arguments into the two typed option sets.
+
+    This is the single place where the Python API's keyword arguments are sorted;
+    a name that belongs to neither is refused in one line.
+    """
+    eval_names = {f.name for f in fields(EvalOptions)}
+    encoder_names = {f.name for f in fields(EncoderOptions)}
+    unknown = sorted(set(values) - eval_names - encoder_names)
+    if unknown:
+        raise VembedError(f"unknown option {unknown[0]!r}; evaluation options: {', '.join(sorted(eval_names))}; "
+                          f"encoder options: {', '.join(sorted(encoder_names))}")
+    eval_values = {k: v for k, v in values.items() if k in eval_names}
+    encoder_values = {k: v for k, v in values.items() if k in encoder_names}
+    if "show_progress" in eval_values:
+        encoder_values["show_progress"] = eval_values["show_progress"]
+    return EvalOptions(**eval_values), EncoderOptions(**encoder_values)
+
+
+def _positive(name: str, value: Any, flag: str, *, required: bool = False, what: str = "a positive integer") -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VembedError(f"{flag} {value!r} must be {what}")
+
+
+def _choice(name: str, value: Any, choices: Sequence[str], flag: str) -> None:
+    if value is not None and value not in choices:
+        raise VembedError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
+
+
+def _int_list(flag: str, value: Any, example: str, *, keep_order: bool = False) -> tuple[int, ...]:
+    """``"1,5,10"`` or ``[1, 5, 10]`` -> a tuple of positive ints (sorted unless ``keep_order``)."""
+    try:
+        parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+        numbers = [int(p) for p in parts]
+        if any(isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()) for p in parts):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise VembedError(f"{flag} '{value}' must be comma-separated positive integers, e.g. {example}") from None
+    if not numbers or min(numbers) < 1:
+        raise VembedError(f"{flag} '{value}' must be comma-separated positive integers, e.g. {example}")
+    unique = list(dict.fromkeys(numbers))
+    return tuple(unique if keep_order else sorted(unique))
+
+
+__all__ = ["EncoderOptions", "EvalOptions", "OverwriteStrategy", "split_options"]
