@@ -108,6 +108,6 @@ def test_bad_model_paths_fail_in_one_line_without_a_result(tmp_path, tiny_beir, 
         capture_output=True, text=True, cwd=REPO,
     )
     assert out.returncode == 2
-    errors = [line for line in out.stderr.splitlines() if not line.startswith("WARNING: ")]
+    errors = [line for line in out.stderr.splitlines() if not line.startswith("warning: ")]
     assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], out.stderr
     assert not (tmp_path / "results").exists()

@@ -158,7 +158,7 @@ def test_flickr_and_sop_end_to_end_through_the_cli(models, tmp_path):
 
 def test_skipped_images_are_counted_once_in_the_result_file(models, tmp_path):
     from vembed_bench.data.data_root import use_data_root
-    from vembed_bench.pipeline import evaluate
+    from vembed_bench.evaluation import evaluate
 
     folder = write_sop(tmp_path / "data", [(1, 1, "mug"), (2, 1, "mug"), (3, 2, "lamp"), (4, 2, "lamp")])
     broken = sorted((folder / "lamp_final").glob("*.JPG"))[0]

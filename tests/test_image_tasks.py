@@ -11,7 +11,7 @@ from image_fixtures import VectorEncoder, angle, write_karpathy, write_sop
 from vembed_bench.data import load_task, resolve_card
 from vembed_bench.data.data_root import ENV_VAR, use_data_root
 from vembed_bench.errors import VembedError
-from vembed_bench.pipeline import evaluate
+from vembed_bench.evaluation import evaluate
 
 # Angles (degrees) of the SOP test images; classes: A = 1,2,3  B = 4,5  C = 6 (alone).
 SOP_ANGLES = {"1": 0, "2": 47, "3": 105, "4": 20, "5": 200, "6": 250}
@@ -159,13 +159,11 @@ def test_sop_errors_name_file_and_line(tmp_path):
 def test_flickr30k_suite_reports_rsum(flickr_root, tmp_path):
     import json
 
-    from vembed_bench.suites import evaluate_suite
-
     with use_data_root(flickr_root):
-        with pytest.raises(VembedError, match="is a suite of flickr30k_t2i, flickr30k_i2t"):
+        with pytest.raises(VembedError, match="is a suite of several tasks"):
             load_task(resolve_card("flickr30k"))
-        suite = evaluate_suite("flickr30k", VectorEncoder(I2T_VECTORS), cache="off",
-                               results_dir=tmp_path / "res", show_progress=False)
+        suite = evaluate("flickr30k", VectorEncoder(I2T_VECTORS), cache="off",
+                         results_dir=tmp_path / "res", show_progress=False)
     t2i, i2t = suite.members["flickr30k_t2i"], suite.members["flickr30k_i2t"]
     expected = 100 * sum(r.scores[f"hit@{k}"] for r in (t2i, i2t) for k in (1, 5, 10))
     assert suite.main_metric == "rsum" and suite.main_score == pytest.approx(expected)
@@ -180,7 +178,7 @@ def test_flickr30k_suite_reports_rsum(flickr_root, tmp_path):
 def test_retrieval_grid_frames_hits_green_and_misses_red(sop_root, tmp_path):
     from PIL import Image
 
-    from vembed_bench.grid import BORDER, GREEN, RED, TILE
+    from vembed_bench.report.grid import BORDER, GREEN, RED, TILE
 
     encoder = VectorEncoder({k: angle(v) for k, v in SOP_ANGLES.items()})
     with use_data_root(sop_root):

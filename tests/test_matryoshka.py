@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import write_beir
 from vembed_bench.data.types import Item
 from vembed_bench.errors import VembedError
-from vembed_bench.matryoshka import dims_table, evaluate_dims, parse_dims
-from vembed_bench.pipeline import evaluate
+from vembed_bench.evaluation import evaluate
+from vembed_bench.options import EvalOptions
+from vembed_bench.report.console import dims_table
 
 FULL = 16
 
@@ -64,29 +65,34 @@ def beir(tmp_path: Path) -> Path:
 
 def test_every_size_from_one_encode_matches_truncating_model(beir: Path, tmp_path: Path) -> None:
     model = FixedEncoder()
-    results = evaluate_dims(beir, model, "16,8,2", cache="off", results_dir=tmp_path / "res",
-                            show_progress=False, k_values=[1, 10])
+    runs = evaluate(beir, model, dims="16,8,2", cache="off", results_dir=tmp_path / "res",
+                    show_progress=False, k_values=[1, 10])
+    results = runs.results
     assert model.calls == 2  # queries once, documents once, for all three sizes
-    assert [r.embedding_dim for r in results] == [16, 8, 2]
+    assert [r.embedding_dim for r in results] == [16, 8, 2]  # 16 is the full size: one plain result
+    assert results[0].model_info.get("matryoshka_dim") is None and results[0].settings_key == ""
     for result in results:
-        dim = result.model_info["matryoshka_dim"]
+        dim = result.embedding_dim
         reference = evaluate(beir, FixedEncoder(keep=dim), cache="off", results_dir=None,
                              show_progress=False, k_values=[1, 10])
         assert result.scores == pytest.approx(reference.scores, abs=1e-9)
         assert result.model_info["fingerprint"] == model.fingerprint()
-        saved = tmp_path / "res" / "matryoshka" / f"dim{dim}"
-        files = list(saved.rglob("test.json"))
-        assert len(files) == 1 and json.loads(files[0].read_text())["model_info"]["matryoshka_dim"] == dim
+        name = "test.json" if dim == FULL else f"test.dim{dim}.json"
+        files = list((tmp_path / "res").rglob(name))
+        assert len(files) == 1
+        assert json.loads(files[0].read_text())["model_info"].get("matryoshka_dim") == (None if dim == FULL else dim)
     assert results[0].scores != results[2].scores  # 2 dims really lose information here
+    assert len(list((tmp_path / "res").rglob("*.json"))) == 3  # sizes never overwrite each other
     table = dims_table(results)
-    assert table.splitlines()[0].startswith("| dim | ndcg@10") and "| 8 |" in table
+    assert [c.header for c in table.columns][:2] == ["dim", "ndcg@10"] and table.row_count == 3
 
 
-def test_parse_dims_and_errors(beir: Path) -> None:
-    assert parse_dims("1536, 1024,1536,256") == [1536, 1024, 256]
-    assert parse_dims(None) is None
+def test_dims_option_and_errors(beir: Path) -> None:
+    assert EvalOptions(dims="1536, 1024,1536,256").dims == (1536, 1024, 256)
+    assert EvalOptions().dims is None
     for bad in ("a,b", "0,8", ","):
-        with pytest.raises(VembedError):
-            parse_dims(bad)
-    with pytest.raises(VembedError, match="cannot keep 32"):
-        evaluate_dims(beir, FixedEncoder(), "32", cache="off", results_dir=None, show_progress=False)
+        with pytest.raises(VembedError, match="--dims"):
+            EvalOptions(dims=bad)
+    runs = evaluate(beir, FixedEncoder(), dims="32", cache="off", results_dir=None, show_progress=False)
+    assert [o.status for o in runs] == ["computed", "failed"]  # the full size still runs
+    assert "larger than the model's 16 dimensions" in runs.failed[0].error

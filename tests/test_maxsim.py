@@ -136,13 +136,13 @@ def test_colbert_tokens_match_manual_projection(colbert_dir: Path) -> None:
 
 
 def test_evaluate_multivector_records_search(colbert_dir: Path, tiny_beir: Path) -> None:
-    from vembed_bench.multivector import evaluate_multivector
+    from vembed_bench.evaluation import evaluate
 
-    exact = evaluate_multivector(tiny_beir, str(colbert_dir), results_dir=None, show_progress=False,
-                                 device="cpu", k_values=[1, 3], main_metric="ndcg@3")
+    exact = evaluate(tiny_beir, str(colbert_dir), results_dir=None, show_progress=False,
+                     device="cpu", k_values=[1, 3], main_metric="ndcg@3")
     assert exact.search_info["search"] == "exact" and exact.search_info["exact"] is True
-    approx = evaluate_multivector(tiny_beir, str(colbert_dir), results_dir=None, show_progress=False,
-                                  device="cpu", k_values=[1, 3], main_metric="ndcg@3", search="faiss", candidate_depth=1000)
+    approx = evaluate(tiny_beir, str(colbert_dir), results_dir=None, show_progress=False,
+                      device="cpu", k_values=[1, 3], main_metric="ndcg@3", maxsim="faiss", candidate_depth=1000)
     assert approx.search_info["search"] == "faiss" and approx.search_info["candidate_depth"] == 1000
     assert approx.scores == exact.scores  # depth beyond all tokens: same ranking
     assert exact.embedding_dim == 12

@@ -77,7 +77,7 @@ def _write(root: Path) -> Path:
 
 def test_per_query_candidates_shared_encoding_and_precision(tmp_path: Path) -> None:
     from vembed_bench.data.cards import TaskCard
-    from vembed_bench.pipeline import evaluate
+    from vembed_bench.evaluation import evaluate
 
     root = _write(tmp_path / "MMEB-eval")
     card = TaskCard(name="mmeb_toy", loader="mmeb", params={"dataset": "Toy", "path": str(root)},

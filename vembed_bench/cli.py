@@ -6,8 +6,8 @@ friends load inside the commands that need them.
 
 from __future__ import annotations
 
-import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -19,24 +19,75 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Benchmark and evaluate embedding models (text, image, image-text, LLM, VLM).")
 
 _K_HELP = "Comma-separated K values (default: the task card's)."
+_LIST_HELP = "Repeatable; also comma-separated lists and @FILE (one per line)."
 
 
-def _parse_ks(text: Optional[str]) -> Optional[list[int]]:
-    if not text:
-        return None
-    try:
-        ks = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise VembedError(f"--k '{text}' must be comma-separated positive integers, e.g. 1,5,10") from None
-    if not ks or min(ks) < 1:
-        raise VembedError(f"--k '{text}' must be comma-separated positive integers, e.g. 1,5,10")
-    return ks
+@dataclass
+class _Settings:
+    """Global flags: how chatty the run is."""
+
+    verbosity: int = 1  # 0: errors only (-q), 1: stage messages and progress, 2+: details (-v, -vv)
+
+
+_SETTINGS = _Settings()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vembed_bench import __version__
+
+        typer.echo(f"vembed-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr; no progress bars."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr (-vv: debug)."),
+) -> None:
+    """Benchmark and evaluate embedding models (text, image, image-text, LLM, VLM)."""
+    _SETTINGS.verbosity = 0 if quiet else 1 + verbose
+    setup_logging(_SETTINGS.verbosity)
+
+
+def setup_logging(verbosity: int) -> None:
+    """Stage messages and warnings on stderr: errors only at 0, stages at 1, everything at 3."""
+    from vembed_bench.report.progress import configure_logging
+
+    configure_logging(verbosity)
+
+
+def _expand(values: Optional[list[str]], flag: str) -> list[str]:
+    """Repeated flags, comma-separated lists and @FILE lists (one entry per line, # comments)."""
+    items: list[str] = []
+    for value in values or []:
+        if value.startswith("@"):
+            path = Path(value[1:])
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                raise VembedError(f"{flag} {value}: cannot read the list file ({err})") from None
+            entries = [line.split("#", 1)[0].strip() for line in lines]
+            items.extend(e for e in entries if e)
+        elif "," in value and not Path(value).exists():
+            items.extend(part.strip() for part in value.split(",") if part.strip())
+        else:
+            items.append(value)
+    return items
 
 
 @app.command("eval")
 def eval_command(
-    task: str = typer.Option(..., "--task", "-t", help="Task card name, card path, or BEIR folder."),
-    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id when online)."),
+    task: Optional[list[str]] = typer.Option(None, "--task", "-t",
+                                             help=f"Task card name, card path, or BEIR folder. {_LIST_HELP}"),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m",
+                                              help=f"Model folder (or hub id when online). {_LIST_HELP}"),
+    benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b",
+                                                  help="Benchmark card: a named list of tasks (e.g. vembed-core)."),
+    model_name: Optional[list[str]] = typer.Option(
+        None, help="Display name in results and tables (one per --model, in order)."),
     split: Optional[str] = typer.Option(None, help="Split to evaluate (default: the card's first)."),
     limit: Optional[int] = typer.Option(None, help="Evaluate a seeded sample of N queries."),
     seed: int = typer.Option(0, help="Seed for --limit sampling."),
@@ -48,8 +99,15 @@ def eval_command(
     cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),
     results_dir: Path = typer.Option(Path("results"), help="Where result files are written."),
+    overwrite_strategy: str = typer.Option(
+        "only-missing", help="When a result with the same identity exists: only-missing (reuse it if weights, "
+                             "data and settings are identical), always (recompute), never (keep it), "
+                             "only-cache (run nothing)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the pairs and what would be run or reused."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary (or sweep table) as JSON on stdout."),
+    save_predictions: bool = typer.Option(
+        False, help="Also write the top-K per query as a TREC run file beside each result."),
     model_type: Optional[str] = typer.Option(None, help="Override model type detection."),
-    model_name: Optional[str] = typer.Option(None, help="Display name in results and tables."),
     pooling: Optional[str] = typer.Option(None, help="Pooling for HF encoders: cls, mean, last."),
     query_prompt: Optional[str] = typer.Option(None, help="Prefix or {text}/{instruction} template for queries."),
     document_prompt: Optional[str] = typer.Option(None, help="Prefix or template for documents."),
@@ -75,55 +133,37 @@ def eval_command(
     candidate_depth: int = typer.Option(
         256, help="Multi-vector --maxsim faiss: nearest document tokens fetched per query token."),
 ) -> None:
-    """Encode a task's queries and corpus, search, and score."""
+    """Encode tasks' queries and corpora, search, and score: one model on one task, or a sweep."""
+    from vembed_bench.options import EncoderOptions, EvalOptions
+
+    show_progress = progress and _SETTINGS.verbosity > 0
+    eval_options = EvalOptions(
+        split=split, limit=limit, seed=seed, k_values=k, main_metric=main_metric, backend=backend, index=index,
+        batch_size=batch_size, cache=cache, cache_dir=cache_dir, results_dir=results_dir,
+        show_progress=show_progress, grid=grid, maxsim=maxsim, candidate_depth=candidate_depth, dims=dims,
+        overwrite=overwrite_strategy, save_predictions=save_predictions,
+    )
+    encoder_options = EncoderOptions(
+        model_type=model_type, pooling=pooling, query_prompt=query_prompt, document_prompt=document_prompt,
+        max_length=max_length, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+        show_progress=show_progress, attention=attention, instruction=instruction, padding_side=padding_side,
+        skip_bad_images=skip_bad_images, num_workers=image_workers,
+    )
+    tasks, models, names = _expand(task, "--task"), _expand(model, "--model"), _expand(model_name, "--model-name")
+    if not models:
+        raise VembedError("missing --model: give a model folder (or several: -m A -m B, -m A,B or -m @models.txt)")
+    if not tasks and not benchmark:
+        raise VembedError("missing --task (or --benchmark): give a task card name, card path or BEIR folder")
+    if names and len(names) != len(models):
+        raise VembedError(f"--model-name given {len(names)} times for {len(models)} models; give one per --model")
     from vembed_bench.data.data_root import set_data_root
+    from vembed_bench.report.eval_command import run_eval
 
     set_data_root(data_root)
-    from vembed_bench.api import evaluate
-    from vembed_bench.report.console import print_result
-
-    encoder_options = {
-        key: value for key, value in dict(
-            model_type=model_type, pooling=pooling, query_prompt=query_prompt,
-            document_prompt=document_prompt, max_length=max_length, device=device, dtype=dtype,
-            attention=attention, instruction=instruction, padding_side=padding_side,
-            skip_bad_images=skip_bad_images or None, num_workers=image_workers,
-        ).items() if value is not None
-    }
-    if dims:
-        from vembed_bench.matryoshka import dims_table, evaluate_dims
-
-        results = evaluate_dims(
-            task, model, dims, split=split, limit=limit, seed=seed, k_values=_parse_ks(k),
-            main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
-            cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
-            model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
-            **encoder_options,
-        )
-        typer.echo(dims_table(results))
-        return
-    from vembed_bench.data.cards import resolve_card
-
-    if resolve_card(task).loader == "suite":  # e.g. flickr30k: both directions + Rsum
-        from vembed_bench.suites import evaluate_suite, print_suite
-
-        suite = evaluate_suite(
-            task, model, split=split, limit=limit, seed=seed, backend=backend, index=index,
-            batch_size=batch_size, cache=_cache_policy(cache), cache_dir=cache_dir,
-            results_dir=results_dir, model_name=model_name, show_progress=progress,
-            trust_remote_code=trust_remote_code, grid=grid, maxsim=maxsim, candidate_depth=candidate_depth,
-            **encoder_options,
-        )
-        print_suite(suite, results_dir)
-        return
-    result = evaluate(
-        task, model, split=split, limit=limit, seed=seed, k_values=_parse_ks(k),
-        main_metric=main_metric, backend=backend, index=index, batch_size=batch_size,
-        cache=_cache_policy(cache), cache_dir=cache_dir, results_dir=results_dir,
-        model_name=model_name, show_progress=progress, trust_remote_code=trust_remote_code,
-        **({"grid": grid} if grid else {}), maxsim=maxsim, candidate_depth=candidate_depth, **encoder_options,
-    )
-    print_result(result, str(result.default_path(results_dir)))
+    code = run_eval(tasks, benchmark or [], models, names or [None] * len(models), eval_options, encoder_options,
+                    dry_run=dry_run, json_output=json_output)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("demo")
@@ -132,13 +172,13 @@ def demo_command(
     cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
 ) -> None:
     """Evaluate the shipped all-MiniLM-L6-v2 on the shipped CPython FAQ task, offline."""
-    from vembed_bench.api import evaluate
     from vembed_bench.demo import DEMO_MODEL_NAME, DEMO_TASK, demo_model_path
-    from vembed_bench.report.console import print_result
+    from vembed_bench.report.eval_command import run_eval
+    from vembed_bench.options import EncoderOptions, EvalOptions
 
-    result = evaluate(DEMO_TASK, str(demo_model_path()), model_name=DEMO_MODEL_NAME,
-                      results_dir=results_dir, cache=_cache_policy(cache))
-    print_result(result, str(result.default_path(results_dir)))
+    show = _SETTINGS.verbosity > 0
+    run_eval([DEMO_TASK], [], [str(demo_model_path())], [DEMO_MODEL_NAME],
+             EvalOptions(results_dir=results_dir, cache=cache, show_progress=show), EncoderOptions(show_progress=show))
 
 
 @app.command("prepare")
@@ -164,14 +204,29 @@ def prepare_cli(
 
 
 @app.command("tasks")
-def tasks_command() -> None:
-    """List the known task cards."""
+def tasks_command(
+    json_output: bool = typer.Option(False, "--json", help="Print the cards (and benchmarks) as JSON."),
+) -> None:
+    """List the known task cards and benchmark cards."""
+    from vembed_bench.data.benchmarks import list_benchmarks
+    from vembed_bench.data.cards import list_cards
+
+    cards, benchmarks = list_cards(), list_benchmarks()
+    if json_output:
+        import json
+
+        typer.echo(json.dumps({"tasks": [c.to_dict() for c in cards],
+                               "benchmarks": [{"name": b.name, "tasks": list(b.tasks), "description": b.description,
+                                               "path": b.path} for b in benchmarks]}, indent=1, ensure_ascii=False))
+        return
     from rich.console import Console
 
-    from vembed_bench.data.cards import list_cards
-    from vembed_bench.report.console import tasks_table
+    from vembed_bench.report.console import benchmarks_table, tasks_table
 
-    Console().print(tasks_table(list_cards()))
+    console = Console()
+    console.print(tasks_table(cards))
+    if benchmarks:
+        console.print(benchmarks_table(benchmarks))
 
 
 @app.command("leaderboard")
@@ -207,6 +262,30 @@ def compare_cli(
     compare_command(result_a, result_b, out=out, seed=seed, resamples=resamples)
 
 
+@app.command("diff")
+def diff_cli(
+    result_a: Path = typer.Argument(..., help="First result file."),
+    result_b: Path = typer.Argument(..., help="Second result file."),
+    top: int = typer.Option(10, help="Queries listed among the biggest gains and losses."),
+    json_output: bool = typer.Option(False, "--json", help="Print the differences as JSON."),
+) -> None:
+    """Why two results differ: settings, fingerprints, versions, and the queries that won or lost."""
+    from vembed_bench.report.diff import diff_results, render
+    from vembed_bench.results import load_result
+
+    if top < 0:
+        raise VembedError(f"--top {top} must be 0 or a positive number of queries")
+    diff = diff_results(load_result(result_a), load_result(result_b))
+    if json_output:
+        import json
+
+        typer.echo(json.dumps({"a": str(result_a), "b": str(result_b), **diff.to_dict(top)}, indent=1,
+                              default=str, ensure_ascii=False))
+        return
+    for line in render(diff, str(result_a), str(result_b), top=top):
+        typer.echo(line)
+
+
 @app.command("train")
 def train_cli(
     recipe: Path = typer.Argument(..., help="Recipe YAML (see trainers/)."),
@@ -239,18 +318,10 @@ def merge_cli(
     merge_command(adapter, base, out)
 
 
-def _cache_policy(value: str):
-    from vembed_bench.cache import CachePolicy
-
-    try:
-        return CachePolicy(value)
-    except ValueError:
-        raise VembedError(f"--cache '{value}' is not a policy; use one of: use, refresh, off") from None
-
-
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    """Entry point: user errors become one line on stderr and exit code 2; usage errors show the
+    usage line and one error line."""
+    setup_logging(1)
     try:
         app(standalone_mode=False)
     except VembedError as err:
@@ -261,13 +332,30 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except Exception as err:  # click usage errors
-        import click
+    except Exception as err:
+        if not _is_click_error(err):
+            raise
+        _show_usage_error(err)
+        sys.exit(getattr(err, "exit_code", 2) or 2)
 
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+
+def _is_click_error(err: BaseException) -> bool:
+    """click's own exceptions and the copies bundled inside typer (not subclasses of click's)."""
+    import click
+
+    if isinstance(err, click.ClickException):
+        return True
+    return any(cls.__name__ == "ClickException" for cls in type(err).__mro__)
+
+
+def _show_usage_error(err: BaseException) -> None:
+    ctx = getattr(err, "ctx", None)
+    message = " ".join(err.format_message().split()) if hasattr(err, "format_message") else str(err)
+    if ctx is not None:
+        print(ctx.get_usage().splitlines()[0], file=sys.stderr)
+        print(f"error: {message} (see {ctx.command_path} --help)", file=sys.stderr)
+    else:
+        print(f"error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ from vembed_bench.atomic import write_json
 from vembed_bench.errors import VembedError
 from vembed_bench.metrics import MetricScores
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``settings`` and ``settings_key`` (the result's identity beside model and task);
+version-1 files still load, their settings rebuilt from ``limit`` and ``seed``."""
+READABLE_SCHEMAS = (1, SCHEMA_VERSION)
 
 
 @dataclass
@@ -42,6 +45,12 @@ class Result:
     environment: dict[str, Any]
     cache: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Everything besides the weights and the data that changes the numbers (query sample,
+    Matryoshka dim, index, dtype, encoder overrides); see :mod:`vembed_bench.evaluation.identity`."""
+    settings_key: str = ""
+    """A short readable label of ``settings`` ("" for a full split with the model's defaults);
+    it is part of the file name, so runs with different settings never replace each other."""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -57,12 +66,23 @@ class Result:
     def from_dict(cls, record: dict[str, Any]) -> "Result":
         record = dict(record)
         record["per_query"] = MetricScores.from_dict(record["per_query"])
+        if record.get("schema_version", 1) == 1:  # no settings yet: rebuild the query sample part
+            limit = record.get("limit")
+            record["settings"] = {"limit": limit, "seed": record.get("seed") if limit else None}
+            record["settings_key"] = f"limit{limit}-seed{record.get('seed', 0)}" if limit else ""
+            record["schema_version"] = SCHEMA_VERSION
         return cls(**record)
 
+    @property
+    def weights_fingerprint(self) -> str:
+        """The fingerprint of the weights alone (older records: the full model fingerprint)."""
+        info = self.model_info
+        return str(info.get("weights_fingerprint") or info.get("fingerprint") or "nofp")
+
     def default_path(self, results_dir: Path) -> Path:
-        """``results_dir/<model>-<fingerprint8>/<task>/<split>.json``."""
-        model_dir = f"{slug(self.model)}-{self.model_info.get('fingerprint', 'nofp')[:8]}"
-        return Path(results_dir) / model_dir / slug(self.task) / f"{slug(self.split)}.json"
+        """``results_dir/<model>-<weights8>/<task>/<split>[.<settings key>].json``."""
+        return result_path(Path(results_dir), self.model, self.weights_fingerprint, self.task, self.split,
+                           self.settings_key)
 
     def save(self, path: Path) -> Path:
         """Write the record atomically: the file is either complete or absent."""
@@ -94,9 +114,18 @@ def load_result(path: str | Path) -> Result:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise VembedError(f"{path}: cannot read result file ({err})") from None
-    if record.get("schema_version") != SCHEMA_VERSION:
+    if record.get("schema_version") not in READABLE_SCHEMAS:
         raise VembedError(f"{path}: unsupported result schema {record.get('schema_version')!r}")
     return Result.from_dict(record)
+
+
+def result_path(results_dir: Path, model: str, weights_fingerprint: str, task: str, split: str,
+                settings_key: str = "") -> Path:
+    """Where a result lives: one folder per (display name, weights), one file per (task, split,
+    settings). Different settings of the same model and task are siblings, never the same file."""
+    model_dir = f"{slug(model)}-{(weights_fingerprint or 'nofp')[:8]}"
+    stem = slug(split) + (f".{slug(settings_key)}" if settings_key else "")
+    return Path(results_dir) / model_dir / slug(task) / f"{stem}.json"
 
 
 def slug(text: str) -> str:

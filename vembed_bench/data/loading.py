@@ -21,7 +21,7 @@ Loader = Callable[[TaskCard, str], TaskData]
 _LOADERS: dict[str, Loader] = {}
 # Modules whose import registers more loaders; imported on first lookup so that
 # importing this module (and the CLI's --help) stays light.
-_BUILTIN_LOADER_MODULES = ("vembed_bench.data.image_tasks", "vembed_bench.suites",
+_BUILTIN_LOADER_MODULES = ("vembed_bench.data.image_tasks",
                            "vembed_bench.integrations.mteb_tasks", "vembed_bench.data.mmeb")
 
 
@@ -45,6 +45,9 @@ def _beir_loader(card: TaskCard, split: str) -> TaskData:
 
 def load_task(card: TaskCard, split: str | None = None, *, limit: int | None = None, seed: int = 0) -> TaskData:
     """Load ``split`` (default: the card's first) and apply the query limit."""
+    if card.loader == "suite":
+        raise VembedError(f"task '{card.name}' is a suite of several tasks, not one task; evaluate it with "
+                          f"`vembed-bench eval --task {card.name}` or vembed_bench.evaluate()")
     split = split or card.splits[0]
     if split not in card.splits:
         raise VembedError(f"task '{card.name}' has no split '{split}'; splits: {', '.join(card.splits)}")

@@ -7,7 +7,7 @@ conventions the report reads (issue 5's training runs write the same ones):
   record (other JSON files are skipped; names starting with ``.`` are
   temporary files of atomic writes and are skipped too);
 * a **retrieval grid** of a result ``<dir>/<stem>.json`` is any
-  ``<dir>/<stem>*.png`` (for example ``test.grid.png`` beside ``test.json``);
+  ``<dir>/<stem>.<name>.png`` (for example ``test.grid.png`` beside ``test.json``);
 * a **training run** is a folder holding ``comparison.json``::
 
       {"schema_version": 1,
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from vembed_bench.errors import VembedError, where
-from vembed_bench.results import SCHEMA_VERSION, Result
+from vembed_bench.results import READABLE_SCHEMAS, Result
 
 __all__ = [
     "COMPARISON_FILE",
@@ -100,13 +100,15 @@ def read_result_file(path: str | Path, *, strict: bool = True) -> ResultFile | N
                 f"{path}: not a vembed-bench result file (missing {sorted(_RESULT_KEYS)})"
             )
         return None
-    if record.get("schema_version") != SCHEMA_VERSION:
+    if record.get("schema_version") not in READABLE_SCHEMAS:
         raise VembedError(f"{path}: unsupported result schema {record.get('schema_version')!r}")
     try:
         result = Result.from_dict(record)
     except (TypeError, ValueError, KeyError) as err:
         raise VembedError(f"{path}: damaged result file ({err})") from None
-    images = sorted(p for p in path.parent.glob(f"{path.stem}*.png") if p.is_file())
+    # <stem>.grid.png belongs to <stem>.json; <stem>.<settings>.grid.png to a sibling result.
+    images = sorted(p for p in path.parent.glob(f"{path.stem}.*png")
+                    if p.is_file() and p.name[len(path.stem) + 1:].count(".") == 1)
     return ResultFile(result=result, path=path, images=[_abspath(p) for p in images])
 
 

@@ -201,3 +201,26 @@ def _here() -> "Path":
     from pathlib import Path
 
     return Path(".")
+
+
+def matryoshka_table(rows: Sequence[dict]) -> str:
+    """A training run's score-vs-size trade-off: one row per (task, dimension), main metric only.
+
+    ``rows`` are ``comparison.json`` rows (task, split, dim, metric, zero_shot,
+    fine_tuned, delta_pp); each task's main metric is its first row's metric.
+    """
+    lines = [
+        "## Matryoshka dimensions (main metric, scores x100)\n",
+        "| task | metric | dim | zero-shot | fine-tuned | Δ |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    main: dict[tuple[str, str], str] = {}
+    for row in rows:
+        main.setdefault((row["task"], row["split"]), row["metric"])  # main metric comes first
+    for row in sorted(rows, key=lambda r: (r["task"], -r["dim"])):
+        if row["metric"] == main[(row["task"], row["split"])]:
+            lines.append(
+                f"| {row['task']} | {row['metric']} | {row['dim']} | {row['zero_shot']:.2f} | "
+                f"{row['fine_tuned']:.2f} | {row['delta_pp']:+.2f} |"
+            )
+    return "\n".join(lines) + "\n"

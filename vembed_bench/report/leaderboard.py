@@ -479,7 +479,7 @@ def _suite_cards(names: Sequence[str], boards: Sequence[Board]) -> dict[str, obj
     """Suite name -> its suite card, for suites whose card defines how to combine exactly the
     tasks on the boards (one split each; all members for ``rsum``, a subset for a summary)."""
     from vembed_bench.data.cards import list_cards
-    from vembed_bench.suites import suite_members
+    from vembed_bench.data.suites import suite_members
 
     cards = {c.name: c for c in list_cards() if c.loader == "suite"} if names else {}
     defined = {}
@@ -498,11 +498,11 @@ def _suite_cards(names: Sequence[str], boards: Sequence[Board]) -> dict[str, obj
 def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
     """Systems × task splits on main scores, then each suite's scores.
 
-    A suite with a suite card is combined as its card says (:func:`vembed_bench.suites.combine_scores`:
+    A suite with a suite card is combined as its card says (:func:`vembed_bench.data.suites.combine_scores`:
     Rsum, or for MMEB the Precision@1 averages per meta-task, IND, OOD and Overall); any other
     suite (e.g. ``--suite NAME=...``) gets the mean of its members' main scores.
     """
-    from vembed_bench.suites import combine_scores, suite_columns
+    from vembed_bench.data.suites import combine_scores, suite_columns
 
     ordered = sorted(boards, key=lambda b: (b.suites[:1] or ["\uffff"], b.task, b.split))
     scores: dict[str, dict[str, float]] = defaultdict(dict)

@@ -212,38 +212,28 @@ def _evaluate_all(
     options: dict[str, Any],
     progress: bool,
 ) -> list[Any]:
-    """Each eval task at full size, then at each smaller Matryoshka dimension.
+    """Each eval task at full size and at each smaller Matryoshka dimension, through the runner.
 
-    The encoder is loaded once; the truncated views (``vembed_bench.matryoshka``)
-    reuse the full-size embeddings from the cache instead of encoding again.
-    Each result gets a ``path`` attribute: where its file was written.
+    The model is loaded once for all tasks, and the Matryoshka views reuse the
+    full-size embeddings instead of encoding again. Each result gets a ``path``
+    attribute: where its file was written. A failed task stops the run (the
+    comparison would be incomplete).
     """
-    from vembed_bench.encoders.loader import load_encoder
-    from vembed_bench.matryoshka import evaluate_dims
-    from vembed_bench.pipeline import evaluate
+    from vembed_bench.evaluation import ModelSpec, run
+    from vembed_bench.options import EncoderOptions, EvalOptions
 
-    encoder = load_encoder(source, show_progress=progress, name=name, **options)
     cfg = recipe.eval
+    eval_options = EvalOptions(split=cfg.split, limit=cfg.limit, batch_size=cfg.batch_size,
+                               cache_dir=cfg.cache_dir, results_dir=results_dir, show_progress=progress,
+                               dims=tuple(_eval_dims(recipe)) or None, overwrite="always")
+    encoder_options = EncoderOptions.build(options, show_progress=progress)
+    outcomes = run([ModelSpec(source, name)], list(cfg.tasks), eval_options, encoder_options)
+    if outcomes.failed:
+        raise outcomes.failed[0].exception
     results = []
-    for task in cfg.tasks:
-        common = {
-            "split": cfg.split,
-            "limit": cfg.limit,
-            "batch_size": cfg.batch_size,
-            "cache_dir": cfg.cache_dir,
-            "results_dir": results_dir,
-            "model_name": name,
-            "show_progress": progress,
-        }
-        full = evaluate(task, encoder, **common)
-        full.path = full.default_path(results_dir)
-        results.append(full)
-        dims = [d for d in _eval_dims(recipe) if d < full.embedding_dim]
-        if dims:
-            for result in evaluate_dims(task, encoder, dims, **common):
-                dim = result.model_info["matryoshka_dim"]
-                result.path = result.default_path(results_dir / "matryoshka" / f"dim{dim}")
-                results.append(result)
+    for outcome in outcomes:
+        outcome.result.path = outcome.path
+        results.append(outcome.result)
     return results
 
 
@@ -287,7 +277,9 @@ def write_comparison(run: TrainRun) -> tuple[str, list[dict[str, Any]]]:
         if dim is None:
             sections.append(f"## {base.task} ({base.split})\n\n{comparison_table(base, tuned)}")
     if any(r["matryoshka"] for r in rows):
-        sections.append(_matryoshka_table(rows))
+        from vembed_bench.report.comparison import matryoshka_table
+
+        sections.append(matryoshka_table(rows))
     text = "\n".join(sections)
     write_text(folder / "comparison.md", text)
     record = {"schema_version": 1, "name": run.recipe.name, "pairs": pairs, "rows": rows}
@@ -295,48 +287,14 @@ def write_comparison(run: TrainRun) -> tuple[str, list[dict[str, Any]]]:
     return text, rows
 
 
-def _matryoshka_table(rows: list[dict[str, Any]]) -> str:
-    """One row per (task, dimension) for each task's main metric: the score-vs-size trade-off."""
-    lines = [
-        "## Matryoshka dimensions (main metric, scores x100)\n",
-        "| task | metric | dim | zero-shot | fine-tuned | Δ |",
-        "|---|---|--:|--:|--:|--:|",
-    ]
-    main = {}
-    for row in rows:
-        main.setdefault((row["task"], row["split"]), row["metric"])  # main metric comes first
-    for row in sorted(rows, key=lambda r: (r["task"], -r["dim"])):
-        if row["metric"] == main[(row["task"], row["split"])]:
-            lines.append(
-                f"| {row['task']} | {row['metric']} | {row['dim']} | {row['zero_shot']:.2f} | "
-                f"{row['fine_tuned']:.2f} | {row['delta_pp']:+.2f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def _key(result: Any) -> tuple:
     return (result.task, result.split, result.model_info.get("matryoshka_dim"))
 
 
 def _plot_loss(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    if not rows:
-        return
-    try:
-        import matplotlib
+    from vembed_bench.report.plots import loss_curve, matplotlib_available
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not matplotlib_available():
         log.warning("matplotlib is not installed; no loss.png")
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(
-        [r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None
-    )
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{title}: training loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    loss_curve(f"{title}: training loss", rows, path)
