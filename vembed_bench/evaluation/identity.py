@@ -45,14 +45,14 @@ def gpu_present() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
-def settings_of(eval_options: EvalOptions, encoder_options: EncoderOptions, *, multi_vector: bool = False,
-                dim: int | None = None, dtype: str | None = None, limit: int | None = None) -> dict[str, Any]:
+def settings_of(eval_options: EvalOptions, encoder_options: EncoderOptions, *, limit: int | None,
+                multi_vector: bool = False, dim: int | None = None, dtype: str | None = None) -> dict[str, Any]:
     """The settings that identify a result (see the module docstring).
 
-    ``dtype`` is the one the encoder reported (else the expected one); ``limit``
-    the sample size actually applied (the option's, else the task card's).
+    ``limit`` is the query sample actually drawn (None when every query is
+    evaluated, also when ``--limit`` is at least the number of queries);
+    ``dtype`` the one the encoder reported (else the expected one).
     """
-    limit = limit if limit is not None else eval_options.limit
     settings: dict[str, Any] = {
         "limit": limit,
         "seed": eval_options.seed if limit else None,

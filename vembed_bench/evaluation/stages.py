@@ -97,7 +97,11 @@ class VectorMemo:
 
 
 def input_key(encoder: Any, item: Item, role: str) -> str:
-    """The encoder's own key for what it computes (``input_key``), else role + item content."""
+    """The encoder's own key for what it computes (``input_key``), else role, id and content.
+
+    An encoder that does not say what it computes is trusted with nothing more than
+    "the same item in the same role gives the same vector".
+    """
     own = getattr(encoder, "input_key", None)
     if callable(own):
         return own(item, role)
@@ -105,7 +109,7 @@ def input_key(encoder: Any, item: Item, role: str) -> str:
     if item.image is not None:
         stat = item.image.stat()
         image = f"{item.image.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return "\0".join((role, item.title, item.text, item.instruction, image))
+    return "\0".join((role, item.id, item.title, item.text, item.instruction, image))
 
 
 class ModelHandle:
