@@ -125,8 +125,8 @@ class ResultSet(Sequence[Outcome]):
 
     def to_json(self) -> str:
         return json.dumps({"models": self.models, "tasks": self.tasks, "table": self.table(),
-                           "pairs": [o.to_dict() for o in self.outcomes],
-                           "failed": len(self.failed)}, indent=1, ensure_ascii=False)
+                           "pairs": [o.to_dict() for o in self.outcomes], "failed": len(self.failed),
+                           "model_loads": self.model_loads}, indent=1, ensure_ascii=False)
 
 
 @dataclass

@@ -184,7 +184,17 @@ def _is_multivector(source: Any, options: EncoderOptions) -> bool:
     return is_multivector_model(source, options)
 
 
+def _quiet_library_bars() -> None:
+    """transformers draws a bar for reading weights (milliseconds to seconds); ours say more."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _load(source: Any, options: EncoderOptions, multi_vector: bool) -> Any:
+    _quiet_library_bars()
     try:  # TEMP until the encoders-registry branch lands
         from vembed_bench.encoders.loader import load_multivector_encoder
     except ImportError:
