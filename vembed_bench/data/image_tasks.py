@@ -196,6 +196,9 @@ def load_karpathy(
     if not chosen:
         found = sorted({str(r.get("split")) for r in rows if isinstance(r, dict)})
         raise VembedError(f"{json_path}: no images in split '{split}'; splits: {', '.join(found) or 'none'}")
+    for index, row in chosen:
+        if not isinstance(row.get("filename"), str) or not row["filename"].strip():
+            raise VembedError(f"{json_path}: images[{index}] has no 'filename'")
     folder = _image_folder(root, image_dir, chosen[0][1], json_path, chosen[0][0])
 
     images: list[Item] = []
@@ -203,9 +206,7 @@ def load_karpathy(
     image_of: dict[str, str] = {}
     seen: set[str] = set()
     for index, row in chosen:
-        filename = row.get("filename")
-        if not isinstance(filename, str) or not filename.strip():
-            raise VembedError(f"{json_path}: images[{index}] has no 'filename'")
+        filename = row["filename"]
         if filename in seen:
             raise VembedError(f"{json_path}: images[{index}] repeats filename '{filename}'")
         seen.add(filename)

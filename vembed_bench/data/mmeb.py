@@ -161,9 +161,10 @@ def _read_parquet(path: Path) -> Any:
     except (pa.ArrowException, OSError) as err:
         raise VembedError(f"{path}: cannot read this parquet file ({err}); download it again") from None
     try:
-        return table.to_pandas()
-    except (pa.ArrowException, UnicodeDecodeError):
+        table.validate(full=True)  # checks UTF-8, which reading does not (pandas would fail mid-iteration)
+    except pa.ArrowInvalid:
         raise _utf8_error(path, table) from None
+    return table.to_pandas()
 
 
 def _utf8_error(path: Path, table: Any) -> VembedError:
@@ -177,7 +178,7 @@ def _utf8_error(path: Path, table: Any) -> VembedError:
                     f"{path} row {row} column {column}: invalid UTF-8 (byte 0x{err.object[err.start]:02x} at "
                     f"byte offset {err.start} of the value); {REENCODE}"
                 )
-    return VembedError(f"{path}: cannot convert this parquet file; download it again")
+    return VembedError(f"{path}: the parquet file is damaged; download it again")
 
 
 def _as_list(value: Any, column: str, path: Path, row_no: int) -> list[Any]:
