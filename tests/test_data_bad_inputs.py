@@ -465,10 +465,10 @@ def test_an_image_replaced_by_another_of_the_same_size_and_mtime_changes_the_fin
 
 
 def _memo_entry(path: Path, sha: str, hashed_ns: int, **changes: int) -> dict:
-    st = path.resolve().stat()
+    st = path.stat()
     entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
              "sha256": sha, "hashed_ns": hashed_ns}
-    return {str(path.resolve()): {**entry, **changes}}
+    return {os.path.abspath(path): {**entry, **changes}}
 
 
 def test_the_digest_memo_skips_unchanged_files_and_distrusts_any_signature_change(tmp_path):
@@ -489,13 +489,34 @@ def test_the_digest_memo_skips_unchanged_files_and_distrusts_any_signature_chang
     # Any difference in size, mtime, ctime (what os.utime cannot restore) or inode: read again.
     for field in ("size", "mtime_ns", "ctime_ns", "ino"):
         entry = _memo_entry(image, "planted", settled)
-        entry[str(image.resolve())][field] += 1
+        entry[os.path.abspath(image)][field] += 1
         assert digest_with(entry) == true_sha, field
     # Racily clean: hashed within RACY_NS of the last change, a same-tick rewrite could hide.
     assert digest_with(_memo_entry(image, "planted", settled - 2)) == true_sha
     # The fresh digest is written back for the next process.
-    assert json.loads(memo.read_text())[str(image.resolve())]["sha256"] == true_sha
+    assert json.loads(memo.read_text())[os.path.abspath(image)]["sha256"] == true_sha
+
+
+def test_the_digest_memo_follows_a_symlink_to_its_current_target(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"AAAA")
+    (tmp_path / "b.png").write_bytes(b"BBBB")
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "a.png")
+    memo = tmp_path / "memo.json"
+    st = link.stat()
+    settled = max(st.st_mtime_ns, st.st_ctime_ns) + filehash.RACY_NS + 1
+    memo.write_text(json.dumps(_memo_entry(link, "planted-for-a", settled)))
+    assert filehash.file_digests([link], memo=memo) == ["planted-for-a"]  # trusted while it leads to a.png
+    link.unlink()
+    link.symlink_to(tmp_path / "b.png")  # same size, the memo key (the link's path) unchanged
+    assert filehash.file_digests([link], memo=memo) == [hashlib.sha256(b"BBBB").hexdigest()]
 
 
 def test_an_unreadable_image_is_a_one_line_error(tmp_path):
     refused(lambda: items_fingerprint([Item(id="x", image=tmp_path / "gone.png")]), "gone.png")
+
+
+def test_a_card_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = _card(tmp_path, "loader: beir\n")
+    path.write_bytes(b"name: c\nloader: beir\ndescription: caf\xe9\n")
+    refused(lambda: read_card(path), f"c.yaml:3: invalid UTF-8 (byte 0xe9 at byte offset {path.read_bytes().index(E9)} ")

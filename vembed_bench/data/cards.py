@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from vembed_bench.data.files import read_text
 from vembed_bench.data.paths import is_plain_name, resolve_inside
 from vembed_bench.errors import VembedError
 
@@ -108,7 +109,7 @@ def resolve_card(task: str | Path) -> TaskCard:
 def read_card(path: Path) -> TaskCard:
     """Parse and validate one card file, naming the file and key on any error."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
