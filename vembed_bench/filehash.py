@@ -8,8 +8,8 @@ checkpoint or 60,000 images takes a while, so each digest is remembered in
 
 When is a remembered digest trusted? When the file's stat signature is the one
 recorded with it: size, ``mtime_ns``, ``ctime_ns`` and inode. This is the
-heuristic git (its index) and mteb's dataset caches rely on, with two
-strengthenings:
+stat heuristic git's index relies on (build tools and dataset caches use
+size and mtime alone), with two strengthenings:
 
 * ``ctime`` is in the signature. Tools that copy or restore a file's mtime
   (``cp -p``, ``rsync -t``, ``os.utime``) cannot set ctime: the kernel sets it
