@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from enum import Enum
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vembed_bench.atomic import write_json, write_npy
+from vembed_bench.cache_home import default_cache_dir
 from vembed_bench.data.loading import items_fingerprint
 from vembed_bench.data.types import Item
 from vembed_bench.errors import VembedError
@@ -44,14 +44,6 @@ class CachePolicy(str, Enum):
     USE = "use"
     REFRESH = "refresh"
     OFF = "off"
-
-
-def default_cache_dir() -> Path:
-    """``$VEMBED_CACHE_DIR``, else ``$XDG_CACHE_HOME/vembed-bench``, else ``~/.cache/vembed-bench``."""
-    if os.environ.get("VEMBED_CACHE_DIR"):
-        return Path(os.environ["VEMBED_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "vembed-bench"
 
 
 def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items: Sequence[Item]) -> str:

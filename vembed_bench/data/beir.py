@@ -17,8 +17,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vembed_bench.data.files import read_jsonl, read_qrels_tsv, require_field
+from vembed_bench.data.files import optional_text, read_jsonl, read_qrels_tsv, require_id, warn_empty_items
 from vembed_bench.data.images import resolve_image
+from vembed_bench.data.paths import require_plain_name
 from vembed_bench.data.types import Item, Qrels, TaskData
 from vembed_bench.errors import VembedError, where
 
@@ -40,6 +41,7 @@ def load_beir(
             f"dataset folder {root} does not exist; pass a folder holding corpus.jsonl, "
             "queries.jsonl and qrels/<split>.tsv"
         )
+    require_plain_name(split, str(root), "split")
     corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
     qrels_path = root / "qrels" / f"{split}.tsv"
     for required in (corpus_path, queries_path):
@@ -81,8 +83,9 @@ def load_beir(
 def _read_items(path: Path, root: Path, check_images: bool) -> dict[str, Item]:
     items: dict[str, Item] = {}
     first_line: dict[str, int] = {}
+    empty: list[str] = []
     for line_no, row in read_jsonl(path):
-        item_id = require_field(row, "_id", path, line_no)
+        item_id = require_id(row, "_id", path, line_no)
         if item_id in items:
             raise VembedError(
                 f"{where(path, line_no)}: duplicate _id '{item_id}' "
@@ -92,19 +95,22 @@ def _read_items(path: Path, root: Path, check_images: bool) -> dict[str, Item]:
             raise VembedError(
                 f"{where(path, line_no)}: missing required field 'text' (or 'image') for _id '{item_id}'"
             )
-        items[item_id] = _to_item(item_id, row, root, path, line_no, check_images)
+        item = items[item_id] = _to_item(item_id, row, root, path, line_no, check_images)
         first_line[item_id] = line_no
+        if not (item.text.strip() or item.title.strip() or item.image):
+            empty.append(item_id)
+    warn_empty_items(path, empty)
     return items
 
 
 def _to_item(item_id: str, row: dict[str, Any], root: Path, path: Path, line_no: int, check_images: bool) -> Item:
-    image = row.get("image")
+    image = optional_text(row, "image", path, line_no)
     return Item(
         id=item_id,
-        text=str(row.get("text") or ""),
-        title=str(row.get("title") or ""),
-        image=resolve_image(root, str(image), path, line_no, check_images) if image else None,
-        instruction=str(row.get("instruction") or ""),
+        text=optional_text(row, "text", path, line_no),
+        title=optional_text(row, "title", path, line_no),
+        image=resolve_image(root, image, path, line_no, check_images) if image else None,
+        instruction=optional_text(row, "instruction", path, line_no),
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from vembed_bench.data.files import read_text
+from vembed_bench.data.paths import is_plain_name, resolve_inside
 from vembed_bench.errors import VembedError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -107,7 +109,7 @@ def resolve_card(task: str | Path) -> TaskCard:
 def read_card(path: Path) -> TaskCard:
     """Parse and validate one card file, naming the file and key on any error."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -131,7 +133,8 @@ def _check_types(card: TaskCard, path: Path) -> None:
         "name": isinstance(card.name, str),
         "loader": isinstance(card.loader, str),
         "params": isinstance(card.params, dict),
-        "splits": isinstance(card.splits, list) and all(isinstance(s, str) for s in card.splits),
+        "splits": isinstance(card.splits, list) and bool(card.splits)
+        and all(isinstance(s, str) and is_plain_name(s) for s in card.splits),
         "k_values": isinstance(card.k_values, list)
         and all(isinstance(k, int) and k > 0 for k in card.k_values),
         "main_metric": isinstance(card.main_metric, str),
@@ -145,16 +148,36 @@ def _check_types(card: TaskCard, path: Path) -> None:
             raise VembedError(f"{path}: key '{key}' has the wrong type or value: {getattr(card, key)!r}")
 
 
-def resolve_param_path(value: str, card: TaskCard) -> Path:
-    """Resolve a path parameter of a card.
+def resolve_param_path(value: str, card: TaskCard, key: str = "path") -> Path:
+    """Resolve the path parameter ``params.<key>`` of a card, confined to the folder it is relative to.
 
-    ``@package/...`` points inside the installed ``vembed_bench`` package (data
-    shipped with the tool), ``$VARS`` and ``~`` are expanded, and relative paths
-    are relative to the card file.
+    * ``@package/...`` points inside the installed ``vembed_bench`` package (data
+      shipped with the tool) and must stay inside it;
+    * a relative path is relative to the card's folder and must stay inside it;
+    * an absolute path, or one written with ``~`` or ``$VARS`` (expanded), is used
+      as written: the user spelled out where the data is.
+
+    "Inside" compares resolved paths, so neither ``..`` nor a symlink can leave
+    the folder (a card must not make the tool read arbitrary files). The path
+    returned is the folder joined with ``value``, unresolved, as it always was.
     """
     if value.startswith("@package/"):
-        return PACKAGE_DIR / value.removeprefix("@package/")
-    expanded = Path(os.path.expanduser(os.path.expandvars(value)))
-    if not expanded.is_absolute() and card.path:
-        expanded = Path(card.path).parent / expanded
-    return expanded
+        relative = value.removeprefix("@package/")
+        if resolve_inside(PACKAGE_DIR, relative) is None:
+            raise VembedError(
+                f"{card.path or card.name}: params.{key} '{value}' resolves outside the vembed_bench "
+                f"package {PACKAGE_DIR}; an @package/ path must stay inside the package"
+            )
+        return PACKAGE_DIR / relative
+    if value.startswith("~") or "$" in value or Path(value).is_absolute():
+        expanded = Path(os.path.expanduser(os.path.expandvars(value)))
+        return expanded if expanded.is_absolute() or not card.path else Path(card.path).parent / expanded
+    if not card.path:  # an implicit card (a folder given on the command line): relative to the cwd
+        return Path(value)
+    folder = Path(card.path).parent
+    if resolve_inside(folder, value) is None:
+        raise VembedError(
+            f"{card.path}: params.{key} '{value}' resolves outside the card's folder {folder}; "
+            "keep relative paths inside it, or write the data's absolute path"
+        )
+    return folder / value

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vembed_bench.data.cards import TaskCard, resolve_param_path
+from vembed_bench.data.paths import resolve_inside
 from vembed_bench.errors import VembedError
 
 ENV_VAR = "VEMBED_DATA_ROOT"
@@ -50,7 +51,8 @@ def locate_dataset(card: TaskCard, *, dirname: str, marker: str, download: str) 
 
     ``params.path`` of the card wins (relative to the card file); otherwise
     ``<data root>/<dirname>`` (or the data root itself when the marker is
-    directly inside it). ``download`` tells the user where the data comes
+    directly inside it). ``dirname`` must resolve inside the data root (a
+    symlink out of it is refused, like ``..``). ``download`` tells the user where the data comes
     from; it goes into the error raised when nothing is found.
     """
     if card.params.get("path"):
@@ -67,6 +69,11 @@ def locate_dataset(card: TaskCard, *, dirname: str, marker: str, download: str) 
             f"task '{card.name}' needs data that is not shipped with the tool: {download}, "
             f"so that <DATA_ROOT>/{dirname}/{marker} exists, then pass --data-root DATA_ROOT "
             f"(or set {ENV_VAR})"
+        )
+    if resolve_inside(root, dirname) is None:
+        raise VembedError(
+            f"{card.path or card.name}: params.dirname '{dirname}' resolves outside the data root {root}; "
+            "name a folder inside it, or give the data's absolute path as params.path"
         )
     for folder in (root / dirname, root):
         if (folder / marker).is_file():

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from vembed_bench.data.cards import TaskCard
 from vembed_bench.data.data_root import locate_dataset
+from vembed_bench.data.files import read_text, read_text_lines
 from vembed_bench.data.images import resolve_image
 from vembed_bench.data.loading import register_loader
+from vembed_bench.data.paths import require_plain_name
 from vembed_bench.data.types import Item, Qrels, TaskData
 from vembed_bench.errors import VembedError, where
 
@@ -71,31 +73,42 @@ def sop_loader(card: TaskCard, split: str) -> TaskData:
 def read_sop_rows(root: str | Path, split: str = "test") -> list[tuple[str, str, Path]]:
     """``(image_id, class_id, absolute image path)`` for each row of ``root/Ebay_<split>.txt``."""
     root = Path(root)
-    path = root / f"Ebay_{split}.txt"
+    path = root / f"Ebay_{require_plain_name(split, str(root), 'split')}.txt"
     rows: list[tuple[str, str, Path]] = []
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            cols = line.split()
-            if not cols:
-                continue
-            if line_no == 1:
-                if cols != SOP_HEADER:
-                    raise VembedError(
-                        f"{where(path, 1)}: expected the header '{' '.join(SOP_HEADER)}', "
-                        f"found '{line.strip()}'"
-                    )
-                continue
-            if len(cols) != 4:
+    seen: dict[str, int] = {}
+    image_line: dict[Path, int] = {}
+    header = True
+    for line_no, line in read_text_lines(path):
+        cols = line.split()
+        if not cols:
+            continue
+        if header:
+            if cols != SOP_HEADER:
                 raise VembedError(
-                    f"{where(path, line_no)}: expected 4 space-separated columns "
-                    f"({' '.join(SOP_HEADER)}), found {len(cols)}"
+                    f"{where(path, line_no)}: expected the header '{' '.join(SOP_HEADER)}', "
+                    f"found '{line.strip()}'"
                 )
-            image_id, class_id, _super, rel = cols
-            if image_id in seen:
-                raise VembedError(f"{where(path, line_no)}: duplicate image_id '{image_id}'")
-            seen.add(image_id)
-            rows.append((image_id, class_id, resolve_image(root, rel, path, line_no)))
+            header = False
+            continue
+        if len(cols) != 4:
+            raise VembedError(
+                f"{where(path, line_no)}: expected 4 space-separated columns "
+                f"({' '.join(SOP_HEADER)}), found {len(cols)}"
+            )
+        image_id, class_id, _super, rel = cols
+        if image_id in seen:
+            raise VembedError(
+                f"{where(path, line_no)}: duplicate image_id '{image_id}' (first on line {seen[image_id]})"
+            )
+        seen[image_id] = line_no
+        image = resolve_image(root, rel, path, line_no)
+        if image in image_line:
+            raise VembedError(
+                f"{where(path, line_no)}: image '{rel}' is already listed on line {image_line[image]}; "
+                "one image under two ids would be its own same-class match"
+            )
+        image_line[image] = line_no
+        rows.append((image_id, class_id, image))
     if not rows:
         raise VembedError(f"{path}: no images listed; the file holds only a header")
     return rows
@@ -131,7 +144,8 @@ def load_sop(root: str | Path, split: str = "test", *, name: str = "sop_i2i") ->
 @register_loader("karpathy")
 def karpathy_loader(card: TaskCard, split: str) -> TaskData:
     """Karpathy-split caption retrieval; ``params.direction`` is ``t2i`` or ``i2t``."""
-    dataset = str(card.params.get("dataset", "flickr30k"))
+    dataset = require_plain_name(str(card.params.get("dataset", "flickr30k")), str(card.path or card.name),
+                                 "params.dataset")
     direction = str(card.params.get("direction", "t2i"))
     root = locate_dataset(
         card, dirname=str(card.params.get("dirname", dataset)),
@@ -165,16 +179,26 @@ def load_karpathy(
     json_path = Path(json_path)
     root = json_path.parent.resolve()
     try:
-        raw = json.loads(json_path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise VembedError(f"{json_path}: invalid JSON ({err})") from None
+        raw = json.loads(read_text(json_path))
+    except json.JSONDecodeError as err:
+        raise VembedError(
+            f"{where(json_path, err.lineno)}: invalid JSON ({err.msg} at column {err.colno})"
+        ) from None
     rows = raw.get("images") if isinstance(raw, dict) else None
     if not isinstance(rows, list):
         raise VembedError(f"{json_path}: expected an object with an 'images' list (Karpathy layout)")
-    chosen = [(i, row) for i, row in enumerate(rows) if isinstance(row, dict) and row.get("split") == split]
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("split"), str):
+            raise VembedError(
+                f"{json_path}: images[{index}] must be an object with a 'split' string (Karpathy layout)"
+            )
+    chosen = [(i, row) for i, row in enumerate(rows) if row["split"] == split]
     if not chosen:
         found = sorted({str(r.get("split")) for r in rows if isinstance(r, dict)})
         raise VembedError(f"{json_path}: no images in split '{split}'; splits: {', '.join(found) or 'none'}")
+    for index, row in chosen:
+        if not isinstance(row.get("filename"), str) or not row["filename"].strip():
+            raise VembedError(f"{json_path}: images[{index}] has no 'filename'")
     folder = _image_folder(root, image_dir, chosen[0][1], json_path, chosen[0][0])
 
     images: list[Item] = []
@@ -182,9 +206,7 @@ def load_karpathy(
     image_of: dict[str, str] = {}
     seen: set[str] = set()
     for index, row in chosen:
-        filename = row.get("filename")
-        if not isinstance(filename, str) or not filename:
-            raise VembedError(f"{json_path}: images[{index}] has no 'filename'")
+        filename = row["filename"]
         if filename in seen:
             raise VembedError(f"{json_path}: images[{index}] repeats filename '{filename}'")
         seen.add(filename)
@@ -192,6 +214,8 @@ def load_karpathy(
         image = resolve_image(root, rel, f"{json_path} images[{index}]", None)
         images.append(Item(id=filename, image=image))
         sentences = row.get("sentences") or []
+        if not isinstance(sentences, list):
+            raise VembedError(f"{json_path}: images[{index}].sentences must be a list of {{'raw': caption}}")
         for n, sentence in enumerate(sentences):
             text = str(sentence.get("raw", "")).strip() if isinstance(sentence, dict) else ""
             if not text:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vembed_bench.data.paths import resolve_inside
 from vembed_bench.errors import VembedError, where
 
 
@@ -20,8 +21,8 @@ def resolve_image(root: Path, value: str, path: Path, line_no: int, check_exists
 def resolve_image_at(root: Path, value: str, place: str, check_exists: bool = True) -> Path:
     """:func:`resolve_image` for callers that already know how to name the row (``place``)."""
     root = root.resolve()
-    candidate = (root / value).resolve()
-    if not candidate.is_relative_to(root):
+    candidate = resolve_inside(root, value)
+    if candidate is None:
         raise VembedError(
             f"{place}: image path '{value}' is outside the dataset root {root}; "
             "image paths must be relative to the dataset folder"

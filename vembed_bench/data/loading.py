@@ -84,13 +84,19 @@ def sample_queries(data: TaskData, limit: int, seed: int) -> TaskData:
 
 
 def items_fingerprint(items: list[Item]) -> str:
-    """Content hash of items as the encoder sees them (ids, texts, image paths and sizes)."""
+    """Content hash of items as the encoder sees them: ids, titles, texts, instructions, image bytes.
+
+    An image counts by the sha256 of its bytes (not its name or size: a photo
+    replaced by another of the same size must not reuse a stale embedding);
+    digests are memoised by :mod:`vembed_bench.filehash`, so unchanged files are
+    not read again.
+    """
+    from vembed_bench.filehash import file_digests
+
+    images = iter(file_digests(item.image for item in items if item.image is not None))
     digest = hashlib.sha256()
     for item in items:
-        image = None
-        if item.image is not None:
-            stat = item.image.stat()
-            image = [item.image.name, stat.st_size]
+        image = None if item.image is None else {"sha256": next(images)}
         digest.update(json.dumps([item.id, item.title, item.text, item.instruction, image]).encode())
         digest.update(b"\n")
     return digest.hexdigest()

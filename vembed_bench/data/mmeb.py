@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vembed_bench.data.cards import TaskCard, resolve_param_path
+from vembed_bench.data.files import REENCODE, warn_empty_items
 from vembed_bench.data.loading import register_loader
+from vembed_bench.data.paths import require_plain_name, resolve_inside
 from vembed_bench.data.types import Item, TaskData
 from vembed_bench.errors import VembedError
 
@@ -78,18 +80,21 @@ def _mmeb_loader(card: TaskCard, split: str) -> TaskData:
     dataset = card.params.get("dataset")
     if not isinstance(dataset, str) or not dataset:
         raise VembedError(f"{card.path or card.name}: an 'mmeb' card needs params.dataset (e.g. ImageNet-1K)")
+    require_plain_name(dataset, str(card.path or card.name), "params.dataset")
     root = _root(card)
-    image_dir = (resolve_param_path(str(card.params["image_dir"]), card) if card.params.get("image_dir")
-                 else root / "eval_images")
+    if resolve_inside(root, dataset) is None:
+        raise VembedError(f"{card.path or card.name}: params.dataset '{dataset}' resolves outside the MMEB "
+                          f"folder {root} (a symlink out of it); give the data's absolute path as params.path")
+    image_dir = (resolve_param_path(str(card.params["image_dir"]), card, "image_dir")
+                 if card.params.get("image_dir") else root / "eval_images")
     return load_mmeb(root / dataset, image_dir, name=card.name, split=split)
 
 
 def load_mmeb(folder: Path, image_dir: Path, *, name: str, split: str = "test") -> TaskData:
     """Read one MMEB-eval dataset folder (all ``<split>-*.parquet`` files, else all ``*.parquet``)."""
-    import pandas as pd
-
     from vembed_bench.data.images import resolve_image
 
+    require_plain_name(split, name, "split")
     files = sorted(folder.glob(f"{split}-*.parquet")) or sorted(folder.glob("*.parquet"))
     if not files:
         raise VembedError(f"task '{name}': no parquet files in {folder} (MMEB-eval layout: <Dataset>/test-*.parquet)")
@@ -100,19 +105,20 @@ def load_mmeb(folder: Path, image_dir: Path, *, name: str, split: str = "test") 
 
     def image(value: Any, path: Path, row: int) -> Path | None:
         text = "" if value is None else str(value).strip()
-        return resolve_image(image_dir, text, path, row) if text else None
+        return resolve_image(image_dir, text, f"{path} row {row}", None) if text else None
 
     number = 0
     for path in files:
-        frame = pd.read_parquet(path)
+        frame = _read_parquet(path)
         missing = {"qry_text", "qry_img_path", "tgt_text", "tgt_img_path"} - set(frame.columns)
         if missing:
             raise VembedError(f"{path}: missing MMEB columns {', '.join(sorted(missing))}")
+        empty: list[str] = []
         for row_no, row in enumerate(frame.itertuples(index=False), start=1):
             qid = f"q{number}"
             number += 1
-            texts = list(row.tgt_text) if row.tgt_text is not None else []
-            images = list(row.tgt_img_path) if row.tgt_img_path is not None else []
+            texts = _as_list(row.tgt_text, "tgt_text", path, row_no)
+            images = _as_list(row.tgt_img_path, "tgt_img_path", path, row_no)
             if not texts and images:
                 texts = [""] * len(images)
             if not images:
@@ -126,17 +132,63 @@ def load_mmeb(folder: Path, image_dir: Path, *, name: str, split: str = "test") 
                 if key not in corpus:
                     digest = hashlib.sha1("\0".join(key).encode("utf-8")).hexdigest()[:16]
                     corpus[key] = Item(id=f"c{digest}", text=_clean(key[0]), image=image(key[1], path, row_no))
+                    if not (corpus[key].text or corpus[key].image):
+                        empty.append(corpus[key].id)
                 doc = corpus[key].id
                 if doc not in ids:
                     ids.append(doc)
             instruction = str(getattr(row, "qry_inst", "") or "").replace(IMAGE_TOKEN, "").strip()
-            queries.append(Item(id=qid, text=_clean(str(row.qry_text or "")), instruction=instruction,
-                                image=image(row.qry_img_path, path, row_no)))
+            query = Item(id=qid, text=_clean(str(row.qry_text or "")), instruction=instruction,
+                         image=image(row.qry_img_path, path, row_no))
+            if not (query.text or query.image):
+                empty.append(qid)
+            queries.append(query)
             candidates[qid] = ids
             qrels[qid] = {ids[0]: 1}
+        warn_empty_items(path, empty)
     return TaskData(name=name, split=split, queries=queries, corpus=list(corpus.values()), qrels=qrels,
                     root=image_dir, candidates=candidates,
                     meta={"mmeb_dataset": folder.name, "files": [p.name for p in files]})
+
+
+def _read_parquet(path: Path) -> Any:
+    """``path`` as a pandas frame; an unreadable file or invalid UTF-8 is one line naming file and row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise VembedError(f"{path}: cannot read this parquet file ({err}); download it again") from None
+    try:
+        table.validate(full=True)  # checks UTF-8, which reading does not (pandas would fail mid-iteration)
+    except pa.ArrowInvalid:
+        raise _utf8_error(path, table) from None
+    return table.to_pandas()
+
+
+def _utf8_error(path: Path, table: Any) -> VembedError:
+    """Find the first value that is not valid UTF-8 (arrow's own error names neither row nor column)."""
+    for column in table.column_names:
+        for row, value in enumerate(table.column(column), start=1):
+            try:
+                value.as_py()
+            except UnicodeDecodeError as err:
+                return VembedError(
+                    f"{path} row {row} column {column}: invalid UTF-8 (byte 0x{err.object[err.start]:02x} at "
+                    f"byte offset {err.start} of the value); {REENCODE}"
+                )
+    return VembedError(f"{path}: the parquet file is damaged; download it again")
+
+
+def _as_list(value: Any, column: str, path: Path, row_no: int) -> list[Any]:
+    """A list cell (a numpy array from parquet); a plain string would be iterated letter by letter."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise VembedError(f"{path} row {row_no}: {column} must be a list (one entry per candidate), "
+                          f"got {type(value).__name__}")
+    return list(value)
 
 
 def _clean(text: str) -> str:

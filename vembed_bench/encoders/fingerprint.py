@@ -4,8 +4,8 @@ A fingerprint must change whenever the embeddings could change: any weight or
 tokenizer file, or a setting such as pooling or max_length. Names and paths are
 not enough (a folder can be overwritten by a new checkpoint), so we hash file
 contents. Hashing a 15 GB checkpoint takes about a minute, so each file's
-digest is remembered in a small JSON file keyed by (absolute path, size,
-mtime_ns); an unchanged file is never read twice.
+digest is remembered (:mod:`vembed_bench.filehash`, shared with the data
+fingerprint); an unchanged file is never read twice.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-_CACHE_FILE = "fingerprints.json"
-_CHUNK = 1 << 20
+from vembed_bench.filehash import file_digests, file_sha256
+
+__all__ = ["cache_dir", "combine", "file_sha256", "folder_digest"]
 
 
 def cache_dir() -> Path:
-    """The tool's cache folder (one rule for every cache: :func:`vembed_bench.cache.default_cache_dir`)."""
-    from vembed_bench.cache import default_cache_dir
+    """The tool's cache folder (one rule for every cache: :func:`vembed_bench.cache_home.default_cache_dir`)."""
+    from vembed_bench.cache_home import default_cache_dir
 
     return default_cache_dir().expanduser()
 
@@ -35,38 +36,11 @@ def folder_digest(folder: str | Path) -> str:
     tools rewrite them.
     """
     root = Path(folder).resolve()
-    cache_path = cache_dir() / _CACHE_FILE
-    cache = _read_cache(cache_path)
-    changed = False
+    files = list(_model_files(root))
     outer = hashlib.sha256()
-    for rel, path in _model_files(root):
-        st = path.stat()  # follows symlinks (Hugging Face hub snapshots are symlinks to blobs)
-        key = str(path)
-        entry = cache.get(key)
-        if (
-            isinstance(entry, dict)
-            and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns
-            and isinstance(entry.get("sha256"), str)
-        ):
-            digest = entry["sha256"]
-        else:
-            digest = file_sha256(path)
-            cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-            changed = True
+    for (rel, _), digest in zip(files, file_digests(path for _, path in files)):
         outer.update(rel.encode("utf-8") + b"\0" + digest.encode("ascii") + b"\n")
-    if changed:
-        _write_cache(cache_path, cache)
     return outer.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of one file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def combine(kind: str, content: str, settings: Mapping[str, Any]) -> str:
@@ -89,21 +63,3 @@ def _model_files(root: Path) -> Iterator[tuple[str, Path]]:
             path = Path(dirpath) / name
             entries.append((path.relative_to(root).as_posix(), path))
     return iter(sorted(entries))
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # missing or corrupt: start over, it is only a cache
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(path: Path, cache: Mapping[str, Any]) -> None:
-    """Write atomically so a crash or a parallel run never leaves half a file."""
-    from vembed_bench.atomic import write_json
-
-    try:
-        write_json(path, dict(cache))
-    except OSError:
-        return  # a read-only cache dir only costs re-hashing next time

@@ -7,12 +7,18 @@ the Hugging Face hub; this builds the task from ``corpus.jsonl``,
 ``queries.jsonl`` and ``qrels/<split>.tsv`` with the standard library, so it
 needs no network and writes no dataset cache.
 
-The files are read here with plain ``json``/``csv`` on purpose, not with
+The files are read here with plain ``json`` and ``str.split`` on purpose, not with
 vembed-bench's own BEIR loader, so a parsing bug on our side cannot hide in the
 cross-check. Two conventions are shared with vembed-bench so the numbers are
 comparable: only queries that appear in the split's qrels are evaluated, and
 queries whose judgements are all non-relevant (grade <= 0) are dropped (mteb
-itself would keep them and score them 0).
+itself would keep them and score them 0). The reading is as strict as the
+loader's, so a bad file is refused with ``file:line`` here too rather than
+scored differently: invalid UTF-8 or JSON, blank or duplicate ids, a qrels
+header not named like BEIR's (the first row is skipped only when it is one),
+grades that are not whole numbers >= 0, duplicate or unknown (query, document)
+pairs. The files are parsed when the task is built, not inside ``mteb.evaluate``,
+which would record the error and carry on.
 
 mteb is an optional dependency (``pip install vembed-bench[mteb]``): it is
 imported only inside :func:`beir_as_mteb_task`.
@@ -20,13 +26,13 @@ imported only inside :func:`beir_as_mteb_task`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vembed_bench.data.files import is_qrels_header
 from vembed_bench.errors import VembedError
 
 
@@ -68,10 +74,12 @@ def beir_as_mteb_task(
         main_score=main_score,
     )
 
+    split_data = _read_split(*paths)
+
     def load_data(self: Any, num_proc: int | None = None, **kwargs: Any) -> None:
         if self.data_loaded:
             return
-        self.dataset = {"default": {split: _read_split(*paths)}}
+        self.dataset = {"default": {split: split_data}}
         self.data_loaded = True
 
     task_class = type(
@@ -99,26 +107,78 @@ def _files_digest(paths: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """``(line_number, line)`` of a UTF-8 file; invalid UTF-8 is one line naming file, line and offset."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise VembedError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise VembedError(f"{path}:{line}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset "
+                          f"{err.start}); re-encode the file as UTF-8") from None
+    return list(enumerate(text.split("\n"), start=1))
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    rows: dict[str, dict[str, Any]] = {}
+    for line_no, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise VembedError(f"{path}:{line_no}: invalid JSON ({err})") from None
+        ident = row.get("_id") if isinstance(row, dict) else None
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)) or not str(ident).strip():
+            raise VembedError(f"{path}:{line_no}: every row needs a non-blank '_id'")
+        if str(ident) in rows:
+            raise VembedError(f"{path}:{line_no}: duplicate _id '{ident}'")
+        rows[str(ident)] = row
+    return list(rows.values())
+
+
+def _grade(text: str, place: str) -> int:
+    whole, _, fraction = text.strip().partition(".")
+    if not (whole.isascii() and whole.isdigit()) or fraction.strip("0"):
+        raise VembedError(f"{place}: score '{text}' is not a whole number >= 0")
+    return int(whole)
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    graded: dict[str, dict[str, int]] = {}
+    lines = [(n, line) for n, line in _lines(path) if line.strip()]
+    for index, (line_no, line) in enumerate(lines):
+        row = line.rstrip("\r").split("\t")
+        if index == 0 and is_qrels_header(row):
+            continue
+        if len(row) != 3 or not row[0].strip() or not row[1].strip():
+            raise VembedError(f"{path}:{line_no}: expected query-id, corpus-id and score, tab-separated")
+        qid, did = row[0].strip(), row[1].strip()
+        if did in graded.get(qid, {}):
+            raise VembedError(f"{path}:{line_no}: duplicate judgement of ({qid}, {did})")
+        graded.setdefault(qid, {})[did] = _grade(row[2], f"{path}:{line_no}")
+    return graded
 
 
 def _read_split(corpus_path: Path, queries_path: Path, qrels_path: Path) -> dict[str, Any]:
     """One split in mteb's ``RetrievalSplitData`` shape: two ``datasets.Dataset`` and a qrels dict."""
     from datasets import Dataset
 
-    graded: dict[str, dict[str, int]] = {}
-    with qrels_path.open(encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t")
-        next(rows, None)  # header: query-id, corpus-id, score
-        for row in rows:
-            if row:
-                graded.setdefault(row[0], {})[row[1]] = int(row[2])
+    graded = _read_qrels(qrels_path)
     qrels = {qid: docs for qid, docs in graded.items() if any(g > 0 for g in docs.values())}
-
     corpus = _read_jsonl(corpus_path)
-    queries = [q for q in _read_jsonl(queries_path) if str(q["_id"]) in qrels]
+    all_queries = _read_jsonl(queries_path)
+    known_queries = {str(q["_id"]) for q in all_queries}
+    known_docs = {str(d["_id"]) for d in corpus}
+    for qid, docs in graded.items():
+        unknown = [f"query-id '{qid}'"] if qid not in known_queries else []
+        unknown += [f"corpus-id '{did}'" for did in docs if did not in known_docs]
+        if unknown:
+            raise VembedError(f"{qrels_path}: unknown {unknown[0]} (not in {queries_path.name} / {corpus_path.name})")
+    queries = [q for q in all_queries if str(q["_id"]) in qrels]
     return {
         "corpus": Dataset.from_dict({
             "id": [str(d["_id"]) for d in corpus],

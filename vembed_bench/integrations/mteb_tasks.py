@@ -49,7 +49,7 @@ def _mteb_loader(card: TaskCard, split: str) -> TaskData:
     if "beir_path" in params:
         from vembed_bench.integrations.mteb_local import beir_as_mteb_task
 
-        root = resolve_param_path(str(params["beir_path"]), card)
+        root = resolve_param_path(str(params["beir_path"]), card, "beir_path")
         task = beir_as_mteb_task(root, name=str(params.get("name") or card.name), split=split)
     elif "name" in params:
         mteb = _require_mteb()
