@@ -323,7 +323,7 @@ def main() -> None:
     usage line and one error line."""
     setup_logging(1)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it
     except VembedError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
@@ -337,6 +337,8 @@ def main() -> None:
             raise
         _show_usage_error(err)
         sys.exit(getattr(err, "exit_code", 2) or 2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _is_click_error(err: BaseException) -> bool:
