@@ -66,7 +66,9 @@ def read_examples(recipe: Any) -> list[TrainExample]:
     """All training examples of ``recipe.data``, with its prompts and limit applied."""
     cfg = recipe.data
     source = cfg.train
-    image_root = recipe.resolve_path(cfg.image_root) if cfg.image_root else None
+    from vembed_bench.train.paths import resolve_image_root
+
+    image_root = resolve_image_root(recipe)
     if source.startswith("hf:"):
         rows = _hf_rows(source[3:], cfg.split)
         examples = list(_from_rows(rows, cfg, source, image_root or Path.cwd()))
@@ -101,11 +103,13 @@ def _inputs(example: TrainExample) -> Iterator[TrainInput]:
 def _local_path(recipe: Any, source: str) -> Path | None:
     if source.startswith("@package/"):
         return None  # a card-style package path: resolved by the task-card code
-    path = recipe.resolve_path(source)
+    path = recipe.resolve_path(source, "data.train")
     if path.exists():
         return path
     if Path(source).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
-        raise VembedError(f"training data file {path} does not exist")
+        raise VembedError(
+            f"{recipe.source}: 'data.train' {source}: training data file {path} does not exist"
+        )
     return None  # a task card name
 
 
@@ -124,11 +128,17 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            for number, row in enumerate(reader, start=2):  # line 1 is the header
-                yield (
-                    where(path, number),
-                    {k: _csv_value(v) for k, v in row.items() if k is not None},
-                )
+            try:
+                for number, row in enumerate(reader, start=2):  # line 1 is the header
+                    yield (
+                        where(path, number),
+                        {k: _csv_value(v) for k, v in row.items() if k is not None},
+                    )
+            except UnicodeDecodeError as err:  # decoded in blocks: the line is not known
+                raise VembedError(
+                    f"{path}: not UTF-8 (byte 0x{err.object[err.start]:02x} after line "
+                    f"{reader.line_num}); save the file as UTF-8"
+                ) from None
     elif suffix == ".parquet":
         import pandas as pd
 

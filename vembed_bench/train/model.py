@@ -35,6 +35,7 @@ from typing import Any
 from vembed_bench.errors import VembedError
 
 __all__ = [
+    "INPUT_KINDS",
     "TRAINABLE_TYPES",
     "accepted_inputs",
     "build_model",
@@ -45,6 +46,7 @@ __all__ = [
     "merge_adapter",
     "resolve_model_path",
     "save_model",
+    "trainable_inputs",
     "with_lora",
 ]
 
@@ -58,7 +60,7 @@ def resolve_model_path(recipe: Any) -> str:
         if spec is None or spec.origin is None:
             raise VembedError(f"model.path {value}: the package '{module}' is not installed")
         return str(Path(spec.origin).parent / sub)
-    path = recipe.resolve_path(value)
+    path = recipe.resolve_path(value, "model.path")
     if path.exists():
         return str(path)
     from vembed_bench.encoders.loader import looks_like_hub_id
@@ -78,6 +80,17 @@ TRAINABLE_TYPES = {
     "vlm": "vembed_bench.train.backends.vlm_backend",
 }
 _TEXT_TYPES = ("sentence-transformers", "st", "hf")
+_BOTH = frozenset({"text", "image"})
+INPUT_KINDS = {
+    "timm": frozenset({"image"}),
+    "composed": _BOTH,
+    "llm": frozenset({"text"}),
+    "vision": frozenset({"image"}),
+    "clip": _BOTH,
+    "vlm": _BOTH,
+    **{kind: frozenset({"text"}) for kind in _TEXT_TYPES},
+}
+"""What a model of each type embeds, known before it is loaded (the built model's ``accepts``)."""
 
 
 def model_kind(recipe: Any) -> str:
@@ -93,10 +106,16 @@ def model_kind(recipe: Any) -> str:
     return detect_model_type(folder).name
 
 
-def _backend(kind: str) -> ModuleType:
-    if kind not in TRAINABLE_TYPES:
+def trainable_inputs(kind: str) -> frozenset[str]:
+    """The inputs a model of type ``kind`` embeds; refuses a type that cannot be trained."""
+    if kind not in INPUT_KINDS:
         choices = ", ".join(["sentence-transformers", "hf", *TRAINABLE_TYPES])
         raise VembedError(f"model.type {kind!r} cannot be trained; choose one of {choices}")
+    return INPUT_KINDS[kind]
+
+
+def _backend(kind: str) -> ModuleType:
+    trainable_inputs(kind)  # refuses a type that cannot be trained
     return importlib.import_module(TRAINABLE_TYPES[kind])
 
 
