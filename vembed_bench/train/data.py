@@ -79,7 +79,7 @@ def read_examples(recipe: Any) -> list[TrainExample]:
         else:
             examples = _from_beir(path if path is not None else source, cfg)
     if not examples:
-        raise VembedError(f"training data {source} has no examples")
+        raise VembedError(f"{recipe.source}: 'data.train' {source} has no examples")
     if cfg.limit is not None:
         examples = examples[: cfg.limit]
     return examples
@@ -126,19 +126,14 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     elif suffix in (".csv", ".tsv"):
         import csv
 
+        _check_utf8(path)
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            try:
-                for number, row in enumerate(reader, start=2):  # line 1 is the header
-                    yield (
-                        where(path, number),
-                        {k: _csv_value(v) for k, v in row.items() if k is not None},
-                    )
-            except UnicodeDecodeError as err:  # decoded in blocks: the line is not known
-                raise VembedError(
-                    f"{path}: not UTF-8 (byte 0x{err.object[err.start]:02x} after line "
-                    f"{reader.line_num}); save the file as UTF-8"
-                ) from None
+            for number, row in enumerate(reader, start=2):  # line 1 is the header
+                yield (
+                    where(path, number),
+                    {k: _csv_value(v) for k, v in row.items() if k is not None},
+                )
     elif suffix == ".parquet":
         import pandas as pd
 
@@ -152,6 +147,18 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise VembedError(
             f"{path}: unsupported training file type '{suffix}'; use .jsonl, .csv, .tsv or .parquet"
         )
+
+
+def _check_utf8(path: Path) -> None:
+    """Name the line of the first byte that is not UTF-8 (the csv reader decodes in blocks)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise VembedError(
+            f"{where(path, line)}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def _hf_rows(name: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -58,7 +58,9 @@ def resolve_model_path(recipe: Any) -> str:
         module, _, sub = value[4:].partition("/")
         spec = importlib.util.find_spec(module)  # no import: the package may have heavy deps
         if spec is None or spec.origin is None:
-            raise VembedError(f"model.path {value}: the package '{module}' is not installed")
+            raise VembedError(
+                f"{recipe.source}: model.path {value}: the package '{module}' is not installed"
+            )
         return str(Path(spec.origin).parent / sub)
     path = recipe.resolve_path(value, "model.path")
     if path.exists():
@@ -67,7 +69,7 @@ def resolve_model_path(recipe: Any) -> str:
 
     if looks_like_hub_id(value):
         return value
-    raise VembedError(f"model.path {value} does not exist (looked at {path})")
+    raise VembedError(f"{recipe.source}: model.path {value} does not exist (looked at {path})")
 
 
 # model.type -> the module that builds it (``build(recipe, device)``, ``eval_options``).

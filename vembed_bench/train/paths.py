@@ -34,7 +34,7 @@ PATH_KEYS = (
 def resolve_path(recipe: Any, value: str, key: str = "path") -> Path:
     """``value`` of the recipe key ``key`` as a path (see the module docstring)."""
     if value.startswith(DATA_ROOT_PREFIX):
-        root = _data_root(value)
+        root = _data_root(recipe, key, value)
         path = root / value.removeprefix(DATA_ROOT_PREFIX)
         _confine(recipe, key, value, path, root)
         return path
@@ -85,12 +85,15 @@ def check_paths(recipe: Any) -> None:
             resolve_path(recipe, value, key)
 
 
-def _data_root(value: str) -> Path:
+def _data_root(recipe: Any, key: str, value: str) -> Path:
     from vembed_bench.data.data_root import ENV_VAR, data_root
 
     root = data_root()
     if root is None:
-        raise VembedError(f"{value}: set the data root with --data-root DIR (or ${ENV_VAR})")
+        raise VembedError(
+            f"{_source(recipe)}: '{key}' {value}: set the data root with --data-root DIR "
+            f"(or ${ENV_VAR})"
+        )
     return root
 
 
