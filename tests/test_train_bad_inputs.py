@@ -389,6 +389,26 @@ def test_a_failure_after_a_checkpoint_keeps_the_folder_and_resume_continues(
     assert (folder / "loss.png").is_file() and (folder / "model" / "modules.json").is_file()
 
 
+def test_a_failure_after_the_zero_shot_eval_keeps_its_results(ws, tiny, monkeypatch, capsys):
+    """Eval results are computed work: kept, and --overwrite (not --resume: no checkpoint) named."""
+    beir = ws / "beir"
+    _jsonl(beir / "corpus.jsonl", [{"_id": f"d{i}", "text": f"answer {i}"} for i in range(4)])
+    _jsonl(beir / "queries.jsonl", [{"_id": f"q{i}", "text": f"question {i}"} for i in range(4)])
+    (beir / "qrels").mkdir()
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4))
+    )
+    recipe = _tiny_recipe(ws, tiny, **{"model.freeze": ["no.such.parameter"],
+                                      "eval.tasks": [str(beir)], "eval.cache_dir": "{tmp}/cache"})
+    code, _, err = _main(monkeypatch, capsys, ["train", str(recipe), "--no-progress"])
+    assert code == 2
+    line = _one_error_line(err, model_loaded=True)
+    folder = ws / "out" / "nested" / "bad"
+    assert "model.freeze" in line and "--overwrite" in line and str(folder) in line
+    assert list((folder / "eval" / "zero_shot").rglob("test.json"))
+    assert not (folder / "checkpoints").exists()
+
+
 def test_a_pickled_checkpoint_is_refused_by_name(ws, monkeypatch, capsys):
     """A ``.bin`` that ``torch.load(weights_only=True)`` refuses: one line, its code never runs."""
     pytest.importorskip("timm")

@@ -144,15 +144,14 @@ def computed_work(folder: Path) -> str | None:
     checkpoint = latest_checkpoint(folder)
     if checkpoint is not None:
         return (
-            f"the run folder {folder} keeps checkpoint {checkpoint.name}: fix the cause, then "
-            "pass --resume to continue from it"
+            f"the run folder {folder} keeps checkpoint {checkpoint.name}; pass --resume to "
+            "continue from it"
         )
     results = sorted((folder / "eval").rglob("*.json")) if (folder / "eval").is_dir() else []
     if (folder / "model").exists() or results:
         return (
             f"the run folder {folder} keeps the results computed so far ({folder / 'eval'}); "
-            "with no checkpoint yet --resume cannot continue it: fix the cause, then run again "
-            "with --overwrite"
+            "with no checkpoint yet --resume cannot continue it: pass --overwrite to start again"
         )
     return None
 
