@@ -17,17 +17,16 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
+from vembed_bench.data.data_root import ENV_VAR
 
-from vembed_bench.data.data_root import ENV_VAR  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).parent))  # train_helpers
 PAIRS = [{"query": f"question {i}", "positive": f"answer {i}"} for i in range(4)]
 
 
@@ -348,7 +347,7 @@ def test_a_failure_after_the_folder_is_made_removes_it_and_frees_the_name(
 
 
 def test_a_crash_after_the_folder_is_made_removes_it(ws, tiny, monkeypatch, capsys):
-    import vembed_bench.train.loop as loop
+    from vembed_bench.train import loop
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("simulated crash inside the loop")
@@ -367,8 +366,8 @@ def test_a_crash_after_the_folder_is_made_removes_it(ws, tiny, monkeypatch, caps
 def test_a_failure_after_a_checkpoint_keeps_the_folder_and_resume_continues(
     ws, tiny, monkeypatch, capsys
 ):
-    import vembed_bench.train.flow as flow
     from vembed_bench.errors import VembedError
+    from vembed_bench.train import flow
 
     real_plot = flow._plot_loss
 
@@ -384,7 +383,7 @@ def test_a_failure_after_a_checkpoint_keeps_the_folder_and_resume_continues(
     assert "no space left" in line and str(folder) in line and "--resume" in line
     assert (folder / "checkpoints" / "step-0000001" / "state.json").is_file()
     monkeypatch.setattr(flow, "_plot_loss", real_plot)
-    code, out, err = _main(monkeypatch, capsys, ["train", str(recipe), "--no-progress", "--resume"])
+    code, _, err = _main(monkeypatch, capsys, ["train", str(recipe), "--no-progress", "--resume"])
     assert code == 0, err
     assert (folder / "loss.png").is_file() and (folder / "model" / "modules.json").is_file()
 

@@ -75,6 +75,26 @@ def test_seed_recipes_validate(tmp_path):
             assert train(path, dry_run=True).recipe.name == run.recipe.name
 
 
+def test_input_kinds_known_before_loading_match_the_built_models():
+    """Preflight refuses images for a text model from ``INPUT_KINDS``; each backend's ``accepts``
+    (what the built model says) must agree, or preflight would refuse good runs or pass bad ones."""
+    pytest.importorskip("torch")
+    from vembed_bench.train.backends import composed_backend
+    from vembed_bench.train.backends.hf_vision_backend import CLIPTrainable, VisionTrainable
+    from vembed_bench.train.backends.llm_backend import LLMEmbedder
+    from vembed_bench.train.backends.timm_backend import TimmTrainable
+    from vembed_bench.train.backends.vlm_backend import VLMTrainable
+    from vembed_bench.train.model import INPUT_KINDS, TRAINABLE_TYPES
+
+    built = {"timm": TimmTrainable, "composed": composed_backend._composed_module(),
+             "llm": LLMEmbedder, "vision": VisionTrainable, "clip": CLIPTrainable,
+             "vlm": VLMTrainable}
+    assert set(built) == set(TRAINABLE_TYPES)
+    for kind, cls in built.items():
+        assert INPUT_KINDS[kind] == cls.accepts, kind
+    assert INPUT_KINDS["sentence-transformers"] == INPUT_KINDS["hf"] == {"text"}
+
+
 def test_train_log_drops_a_torn_last_row_and_refuses_a_damaged_one(tmp_path):
     from vembed_bench.train.loop import _append_log, _restore_log
 
