@@ -60,9 +60,10 @@ def test_wrong_types_and_values_are_named(change, key):
         recipe_from_dict({**MINIMAL, **change})
 
 
-def test_seed_recipes_validate():
+def test_seed_recipes_validate(tmp_path):
     from pathlib import Path
 
+    from vembed_bench.data.data_root import use_data_root
     from vembed_bench.train import train
 
     recipes = sorted((Path(__file__).parent.parent / "trainers").glob("*.yaml"))
@@ -70,6 +71,44 @@ def test_seed_recipes_validate():
     for path in recipes:
         run = train(path, dry_run=True)
         assert run.recipe.name
+        with use_data_root(tmp_path):  # their @data_root/ and image_root paths stay in their roots
+            assert train(path, dry_run=True).recipe.name == run.recipe.name
+
+
+def test_input_kinds_known_before_loading_match_the_built_models():
+    """Preflight refuses images for a text model from ``INPUT_KINDS``; each backend's ``accepts``
+    (what the built model says) must agree, or preflight would refuse good runs or pass bad ones."""
+    pytest.importorskip("torch")
+    from vembed_bench.train.backends import composed_backend
+    from vembed_bench.train.backends.hf_vision_backend import CLIPTrainable, VisionTrainable
+    from vembed_bench.train.backends.llm_backend import LLMEmbedder
+    from vembed_bench.train.backends.timm_backend import TimmTrainable
+    from vembed_bench.train.backends.vlm_backend import VLMTrainable
+    from vembed_bench.train.model import INPUT_KINDS, TRAINABLE_TYPES
+
+    built = {"timm": TimmTrainable, "composed": composed_backend._composed_module(),
+             "llm": LLMEmbedder, "vision": VisionTrainable, "clip": CLIPTrainable,
+             "vlm": VLMTrainable}
+    assert set(built) == set(TRAINABLE_TYPES)
+    for kind, cls in built.items():
+        assert INPUT_KINDS[kind] == cls.accepts, kind
+    assert INPUT_KINDS["sentence-transformers"] == INPUT_KINDS["hf"] == {"text"}
+
+
+def test_train_log_drops_a_torn_last_row_and_refuses_a_damaged_one(tmp_path):
+    from vembed_bench.train.loop import _append_log, _restore_log
+
+    path = tmp_path / "train_log.jsonl"
+    for step in (1, 2, 3):
+        _append_log(path, {"step": step, "loss": 1.0 / step})
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"step": 4, "lo')  # the process died in the middle of a row
+    assert [row["step"] for row in _restore_log(path, 3)] == [1, 2, 3]
+    assert [row["step"] for row in _restore_log(path, 2)] == [1, 2]  # resumed from step 2
+    assert path.read_text(encoding="utf-8") == '{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n'
+    path.write_text('{"step": 1}\n{oops\n{"step": 3}\n', encoding="utf-8")
+    with pytest.raises(VembedError, match="train_log.jsonl:2"):
+        _restore_log(path, 3)
 
 
 # -- data ----------------------------------------------------------------------------------

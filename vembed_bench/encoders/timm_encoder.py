@@ -106,7 +106,8 @@ def read_timm_config(folder: Path) -> tuple[str, dict[str, Any]]:
 def load_timm_model(folder: Path, architecture: str, pooling: str = "avg"):
     """Build ``architecture`` without a classifier and load the folder's weights."""
     import timm
-    import torch
+
+    from vembed_bench.torch_files import load_weights_only
 
     try:
         model = timm.create_model(architecture, pretrained=False, num_classes=0, global_pool=pooling)
@@ -121,7 +122,7 @@ def load_timm_model(folder: Path, architecture: str, pooling: str = "avg"):
 
                 state = load_file(str(path))
             else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = load_weights_only(path, map_location="cpu")
             break
     if state is None:
         raise VembedError(f"{folder}: no {' or '.join(WEIGHT_FILES)} next to config.json")
@@ -134,8 +135,10 @@ def load_timm_model(folder: Path, architecture: str, pooling: str = "avg"):
 
 
 def save_timm_folder(model: Any, folder: str | Path) -> Path:
-    """Write ``model`` in timm's hub layout (config.json + model.safetensors)."""
-    from safetensors.torch import save_file
+    """Write ``model`` in timm's hub layout (config.json + model.safetensors), each file atomically."""
+    from safetensors.torch import save
+
+    from vembed_bench.atomic import atomic_open
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,9 @@ def save_timm_folder(model: Any, folder: str | Path) -> Path:
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     config = {"architecture": cfg.get("architecture"), "num_classes": getattr(model, "num_classes", 0),
               "num_features": getattr(model, "num_features", None), "pretrained_cfg": cfg}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    with atomic_open(folder / "config.json") as handle:
+        handle.write(json.dumps(config, indent=2) + "\n")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
+    with atomic_open(folder / "model.safetensors", "wb") as handle:
+        handle.write(save(state))
     return folder

@@ -30,11 +30,11 @@ def package_weights() -> Path:
 def build_efficientnet_lite0(folder: str | Path) -> Path:
     """Write the pretrained model to ``folder`` (timm layout) and return it."""
     import timm
-    import torch
 
     from vembed_bench.encoders.timm_encoder import save_timm_folder
+    from vembed_bench.torch_files import load_weights_only
 
-    source = torch.load(package_weights(), map_location="cpu", weights_only=True)
+    source = load_weights_only(package_weights(), map_location="cpu")
     model = timm.create_model(ARCHITECTURE, pretrained=False)
     target = model.state_dict()
     if len(source) != len(target):

@@ -45,6 +45,9 @@ def train(
     layered.update({key.replace("__", "."): value for key, value in overrides.items()})
     resolved = resolve_recipe(recipe, layered)
     if dry_run:
+        from vembed_bench.train.paths import check_paths
+
+        check_paths(resolved)  # a path leaving its root is a bad recipe, not a missing file
         return TrainRun(recipe=resolved, folder=resolved.run_dir)
     return run_training(resolved, resume=resume, overwrite=overwrite, progress=progress)
 

@@ -67,7 +67,7 @@ def missing_inputs(recipe: Any) -> list[str]:
     source = recipe.data.train
     if not source.startswith("hf:"):
         try:
-            path = recipe.resolve_path(source)
+            path = recipe.resolve_path(source, "data.train")
         except VembedError as err:  # @data_root/ without a data root
             missing.append(str(err))
         else:
@@ -77,9 +77,11 @@ def missing_inputs(recipe: Any) -> list[str]:
             except VembedError:
                 missing.append(f"data.train {source} (looked at {path})")
     if recipe.data.image_root:
+        from vembed_bench.train.paths import resolve_image_root
+
         try:
-            root = recipe.resolve_path(recipe.data.image_root)
-            if not root.is_dir():
+            root = resolve_image_root(recipe)
+            if root is not None and not root.is_dir():
                 missing.append(f"data.image_root {recipe.data.image_root} (looked at {root})")
         except VembedError as err:
             missing.append(str(err))

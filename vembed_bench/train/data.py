@@ -66,7 +66,9 @@ def read_examples(recipe: Any) -> list[TrainExample]:
     """All training examples of ``recipe.data``, with its prompts and limit applied."""
     cfg = recipe.data
     source = cfg.train
-    image_root = recipe.resolve_path(cfg.image_root) if cfg.image_root else None
+    from vembed_bench.train.paths import resolve_image_root
+
+    image_root = resolve_image_root(recipe)
     if source.startswith("hf:"):
         rows = _hf_rows(source[3:], cfg.split)
         examples = list(_from_rows(rows, cfg, source, image_root or Path.cwd()))
@@ -77,7 +79,7 @@ def read_examples(recipe: Any) -> list[TrainExample]:
         else:
             examples = _from_beir(path if path is not None else source, cfg)
     if not examples:
-        raise VembedError(f"training data {source} has no examples")
+        raise VembedError(f"{recipe.source}: 'data.train' {source} has no examples")
     if cfg.limit is not None:
         examples = examples[: cfg.limit]
     return examples
@@ -101,11 +103,13 @@ def _inputs(example: TrainExample) -> Iterator[TrainInput]:
 def _local_path(recipe: Any, source: str) -> Path | None:
     if source.startswith("@package/"):
         return None  # a card-style package path: resolved by the task-card code
-    path = recipe.resolve_path(source)
+    path = recipe.resolve_path(source, "data.train")
     if path.exists():
         return path
     if Path(source).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
-        raise VembedError(f"training data file {path} does not exist")
+        raise VembedError(
+            f"{recipe.source}: 'data.train' {source}: training data file {path} does not exist"
+        )
     return None  # a task card name
 
 
@@ -122,6 +126,7 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     elif suffix in (".csv", ".tsv"):
         import csv
 
+        _check_utf8(path)
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
             for number, row in enumerate(reader, start=2):  # line 1 is the header
@@ -142,6 +147,18 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise VembedError(
             f"{path}: unsupported training file type '{suffix}'; use .jsonl, .csv, .tsv or .parquet"
         )
+
+
+def _check_utf8(path: Path) -> None:
+    """Name the line of the first byte that is not UTF-8 (the csv reader decodes in blocks)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise VembedError(
+            f"{where(path, line)}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def _hf_rows(name: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -22,13 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vembed_bench.errors import VembedError
 from vembed_bench.train.recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_dict
 
 log = logging.getLogger(__name__)
@@ -61,7 +59,7 @@ def resolve_recipe(
 
     if isinstance(recipe, Recipe):
         data = apply_overrides(recipe_to_dict(recipe), overrides)
-        return recipe_from_dict(data, base_dir=recipe.base_dir)
+        return recipe_from_dict(data, source=recipe.source, base_dir=recipe.base_dir)
     if isinstance(recipe, Mapping):
         return recipe_from_dict(apply_overrides(recipe, overrides), source="recipe")
     return load_recipe(recipe, overrides)
@@ -75,19 +73,47 @@ def run_training(
     progress: bool = True,
     evaluate_base: bool = True,
 ) -> TrainRun:
-    """The whole flow for a validated recipe; returns the run with its comparison."""
-    from vembed_bench.train.data import read_examples
-    from vembed_bench.train.loop import fit
-    from vembed_bench.train.model import build_model, eval_options, save_model
+    """The whole flow for a validated recipe; returns the run with its comparison.
+
+    Everything checkable is checked before the run folder is made; a run that fails
+    before computing anything removes the folder it made (:mod:`.run_folder`).
+    """
+    from vembed_bench.train.preflight import preflight
+    from vembed_bench.train.run_folder import (
+        create_run_folder,
+        removed_unless_computed,
+        write_config,
+    )
 
     # Under `accelerate launch` every process trains; only the main one evaluates and writes.
     main = os.environ.get("RANK", "0") == "0"
+    examples = preflight(recipe, resume=resume, overwrite=overwrite, main=main)
+    created = create_run_folder(recipe, resume=resume, overwrite=overwrite) if main else None
+    with removed_unless_computed(created):
+        if main:
+            write_config(recipe, recipe.run_dir, resume=resume)
+        return _train_and_compare(
+            recipe, examples, main=main, resume=resume, progress=progress,
+            evaluate_base=evaluate_base,
+        )
+
+
+def _train_and_compare(
+    recipe: Recipe,
+    examples: list[Any],
+    *,
+    main: bool,
+    resume: bool,
+    progress: bool,
+    evaluate_base: bool,
+) -> TrainRun:
+    """Zero-shot eval, fine-tuning, the saved model, fine-tuned eval and the comparison."""
+    from vembed_bench.train.loop import fit
+    from vembed_bench.train.model import build_model, eval_options, save_model
+    from vembed_bench.train.preflight import check_inputs
+
     folder = recipe.run_dir
-    if main:
-        folder = _prepare_folder(recipe, resume=resume, overwrite=overwrite)
-        _write_config(recipe, folder, resume=resume)
     run = TrainRun(recipe=recipe, folder=folder)
-    examples = read_examples(recipe)  # fail on bad data before spending time on evaluation
     if main and evaluate_base and recipe.eval.tasks:
         run.zero_shot = _evaluate_all(
             recipe,
@@ -126,56 +152,6 @@ def run_training(
         if run.zero_shot:
             run.comparison, run.rows = write_comparison(run)
     return run
-
-
-def check_inputs(model: Any, examples: Sequence[Any], recipe: Recipe) -> None:
-    """Refuse data the model cannot embed before any step runs (not after an hour of training)."""
-    from vembed_bench.train.data import has_images, has_texts
-    from vembed_bench.train.model import accepted_inputs, model_kind
-
-    accepts = accepted_inputs(model)
-    for kind, found in (("image", has_images(examples)), ("text", has_texts(examples))):
-        if found and kind not in accepts:
-            raise VembedError(
-                f"data.train {recipe.data.train} has {kind} inputs, but a {model_kind(recipe)} "
-                f"model embeds only {' and '.join(sorted(accepts))}; choose a model.type that "
-                f"takes {kind}s (e.g. composed for text and images)"
-            )
-
-
-# -- run folder ----------------------------------------------------------------------------
-
-
-def _prepare_folder(recipe: Recipe, *, resume: bool, overwrite: bool) -> Path:
-    folder = recipe.run_dir
-    if resume and overwrite:
-        raise VembedError("--resume and --overwrite contradict each other; pass one")
-    if folder.exists() and any(folder.iterdir()):
-        if resume:
-            return folder
-        if not overwrite:
-            raise VembedError(
-                f"run folder {folder} already exists; pass --overwrite to replace it, "
-                "--resume to continue it, or --set name=<new name>"
-            )
-        shutil.rmtree(folder)
-    elif resume:
-        raise VembedError(f"--resume: run folder {folder} does not exist")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _write_config(recipe: Recipe, folder: Path, *, resume: bool) -> None:
-    import yaml
-
-    text = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
-    path = folder / "config.yaml"
-    if resume and path.is_file() and path.read_text(encoding="utf-8") != text:
-        log.warning(
-            "resuming %s with a recipe that differs from its config.yaml; the new one is saved",
-            folder,
-        )
-    path.write_text(text, encoding="utf-8")
 
 
 # -- evaluation ----------------------------------------------------------------------------

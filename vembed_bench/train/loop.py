@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -328,6 +329,8 @@ def _save_checkpoint(
     import torch
     from safetensors.torch import save_file
 
+    from vembed_bench.atomic import write_json
+
     folder = Path(run_dir) / CHECKPOINTS / f"step-{step:07d}"
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -353,7 +356,7 @@ def _save_checkpoint(
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+    write_json(tmp / "state.json", {"step": step})  # written last: marks the checkpoint complete
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     old = sorted(p for p in folder.parent.glob("step-*") if not p.name.endswith(".tmp"))
@@ -379,6 +382,8 @@ def _load_checkpoint(
     import torch
     from safetensors.torch import load_file
 
+    from vembed_bench.torch_files import load_weights_only
+
     weights = load_file(str(folder / "trainable.safetensors"))
     targets = {
         "model": dict(model.named_parameters()),
@@ -395,9 +400,9 @@ def _load_checkpoint(
                     "resume with the recipe the run was started with"
                 )
             target.copy_(value)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    rng = torch.load(folder / "rng.pt", weights_only=True)
+    optimizer.load_state_dict(load_weights_only(folder / "optimizer.pt"))
+    scheduler.load_state_dict(load_weights_only(folder / "scheduler.pt"))
+    rng = load_weights_only(folder / "rng.pt")
     random.setstate(_as_tuple(rng["python"]))
     torch.set_rng_state(rng["torch"])
     name, keys, *rest = rng["numpy"]
@@ -415,20 +420,39 @@ def _as_tuple(value: Any) -> Any:
 
 
 def _restore_log(path: Path, step: int) -> list[dict[str, Any]]:
-    """Rows up to ``step`` (rows past a resumed checkpoint are dropped, then re-logged)."""
+    """Rows up to ``step`` (rows past a resumed checkpoint are dropped, then re-logged).
+
+    The log is rewritten atomically. A last line cut short by a crash (power loss
+    between write and fsync) is dropped: the step it logged is re-run and re-logged.
+    """
+    from vembed_bench.atomic import atomic_open
+
     if not path.is_file():
         return []
-    rows = [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise VembedError(
+                    f"{path}:{number}: not a JSON log row; the run's log is damaged: start the "
+                    "run again with --overwrite, or delete this line to resume"
+                ) from None
+            log.warning("%s:%d: dropped a log row cut short by a crash", path, number)
     rows = [row for row in rows if row.get("step", 0) <= step]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with atomic_open(path) as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
     return rows
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
+    """One row per call, on disk before the next step (a crash loses at most the row in flight)."""
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class _Writer:

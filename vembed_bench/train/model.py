@@ -35,6 +35,7 @@ from typing import Any
 from vembed_bench.errors import VembedError
 
 __all__ = [
+    "INPUT_KINDS",
     "TRAINABLE_TYPES",
     "accepted_inputs",
     "build_model",
@@ -45,6 +46,7 @@ __all__ = [
     "merge_adapter",
     "resolve_model_path",
     "save_model",
+    "trainable_inputs",
     "with_lora",
 ]
 
@@ -56,16 +58,18 @@ def resolve_model_path(recipe: Any) -> str:
         module, _, sub = value[4:].partition("/")
         spec = importlib.util.find_spec(module)  # no import: the package may have heavy deps
         if spec is None or spec.origin is None:
-            raise VembedError(f"model.path {value}: the package '{module}' is not installed")
+            raise VembedError(
+                f"{recipe.source}: model.path {value}: the package '{module}' is not installed"
+            )
         return str(Path(spec.origin).parent / sub)
-    path = recipe.resolve_path(value)
+    path = recipe.resolve_path(value, "model.path")
     if path.exists():
         return str(path)
     from vembed_bench.encoders.loader import looks_like_hub_id
 
     if looks_like_hub_id(value):
         return value
-    raise VembedError(f"model.path {value} does not exist (looked at {path})")
+    raise VembedError(f"{recipe.source}: model.path {value} does not exist (looked at {path})")
 
 
 # model.type -> the module that builds it (``build(recipe, device)``, ``eval_options``).
@@ -78,6 +82,17 @@ TRAINABLE_TYPES = {
     "vlm": "vembed_bench.train.backends.vlm_backend",
 }
 _TEXT_TYPES = ("sentence-transformers", "st", "hf")
+_BOTH = frozenset({"text", "image"})
+INPUT_KINDS = {
+    "timm": frozenset({"image"}),
+    "composed": _BOTH,
+    "llm": frozenset({"text"}),
+    "vision": frozenset({"image"}),
+    "clip": _BOTH,
+    "vlm": _BOTH,
+    **{kind: frozenset({"text"}) for kind in _TEXT_TYPES},
+}
+"""What a model of each type embeds, known before it is loaded (the built model's ``accepts``)."""
 
 
 def model_kind(recipe: Any) -> str:
@@ -93,10 +108,16 @@ def model_kind(recipe: Any) -> str:
     return detect_model_type(folder).name
 
 
-def _backend(kind: str) -> ModuleType:
-    if kind not in TRAINABLE_TYPES:
+def trainable_inputs(kind: str) -> frozenset[str]:
+    """The inputs a model of type ``kind`` embeds; refuses a type that cannot be trained."""
+    if kind not in INPUT_KINDS:
         choices = ", ".join(["sentence-transformers", "hf", *TRAINABLE_TYPES])
         raise VembedError(f"model.type {kind!r} cannot be trained; choose one of {choices}")
+    return INPUT_KINDS[kind]
+
+
+def _backend(kind: str) -> ModuleType:
+    trainable_inputs(kind)  # refuses a type that cannot be trained
     return importlib.import_module(TRAINABLE_TYPES[kind])
 
 

@@ -39,7 +39,6 @@ SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("infonce", "supcon", "triplet", "cosent", "distill")
 DATA_FORMATS = ("auto", "pairs", "embedrag", "beir", "labels", "scored", "teacher")
 LOGGERS = ("tensorboard", "wandb", "none")
-DATA_ROOT_PREFIX = "@data_root/"
 
 
 @dataclass
@@ -182,26 +181,20 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     base_dir: str = field(default=".", metadata={"internal": True})
     """Folder relative data paths are resolved against (the recipe file's folder)."""
+    source: str = field(default="recipe", metadata={"internal": True})
+    """Where the recipe came from (its file), for error messages."""
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
-    def resolve_path(self, value: str) -> Path:
-        """A data path from the recipe: absolute, ``@data_root/...`` (under ``--data-root`` /
-        ``$VEMBED_DATA_ROOT``, where prepared benchmark data lives), else relative to the
-        recipe's folder."""
-        if value.startswith(DATA_ROOT_PREFIX):
-            from vembed_bench.data.data_root import ENV_VAR, data_root
+    def resolve_path(self, value: str, key: str = "path") -> Path:
+        """A path from the recipe key ``key``: absolute, ``@data_root/...`` (under
+        ``--data-root`` / ``$VEMBED_DATA_ROOT``, where prepared benchmark data lives, and
+        never outside it), else relative to the recipe's folder (:mod:`.paths`)."""
+        from vembed_bench.train.paths import resolve_path
 
-            root = data_root()
-            if root is None:
-                raise VembedError(
-                    f"{value}: set the data root with --data-root DIR (or ${ENV_VAR})"
-                )
-            return root / value.removeprefix(DATA_ROOT_PREFIX)
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else Path(self.base_dir) / path
+        return resolve_path(self, value, key)
 
 
 # -- conversion ----------------------------------------------------------------------------
@@ -210,7 +203,8 @@ class Recipe:
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as plain data (what is written to ``config.yaml``)."""
     data = dataclasses.asdict(recipe)
-    data.pop("base_dir", None)
+    for internal in (f.name for f in dataclasses.fields(Recipe) if f.metadata.get("internal")):
+        data.pop(internal, None)
     return data
 
 
@@ -221,7 +215,7 @@ def recipe_from_dict(
     if not isinstance(data, Mapping):
         raise VembedError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
     recipe = _build(Recipe, data, prefix="", source=source)
-    recipe.base_dir = str(base_dir)
+    recipe.base_dir, recipe.source = str(base_dir), source
     _check_values(recipe, source)
     return recipe
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from vembed_bench.errors import VembedError
 
-__all__ = ["BASE_FOLDER", "base_folder", "build", "eval_options", "frozen_towers"]
+__all__ = ["BASE_FOLDER", "base_folder", "build", "eval_options", "frozen_towers", "tower_sources"]
 
 BASE_FOLDER = "base_model"
 TOWERS = ("text", "image")
@@ -73,10 +73,15 @@ def base_folder(recipe: Any) -> Path:
             raise VembedError(f"{folder} was built with projection_dim {built}, the recipe asks "
                               f"for {cfg.projection_dim}; start over with --overwrite")
         return folder
-    sources = {key: Path(_tower_source(recipe, key)) for key in TOWERS}
+    sources = tower_sources(recipe)
     dims = {key: _tower_dim(_load_tower(source, key, device="cpu"), key)
             for key, source in sources.items()}
     return _build_atomically(sources, dims, cfg.projection_dim, recipe.training.seed, folder)
+
+
+def tower_sources(recipe: Any) -> dict[str, Path]:
+    """The folders of ``model.text_tower`` and ``model.image_tower`` (refused if missing)."""
+    return {key: Path(_tower_source(recipe, key)) for key in TOWERS}
 
 
 def _tower_source(recipe: Any, key: str) -> str:

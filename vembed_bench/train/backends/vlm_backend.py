@@ -84,7 +84,7 @@ def eval_options(recipe: Any, *, tuned: bool) -> dict[str, Any]:
                           "leave it empty")
     options: dict[str, Any] = {"model_type": "vlm", "instruction": recipe.data.query_prompt.strip()}
     if recipe.model.processor:
-        options["processor"] = str(recipe.resolve_path(recipe.model.processor))
+        options["processor"] = str(recipe.resolve_path(recipe.model.processor, "model.processor"))
     if not tuned:
         options["trust_remote_code"] = recipe.model.trust_remote_code
     return options
