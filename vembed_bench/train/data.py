@@ -150,15 +150,10 @@ def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _check_utf8(path: Path) -> None:
-    """Name the line of the first byte that is not UTF-8 (the csv reader decodes in blocks)."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise VembedError(
-            f"{where(path, line)}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
-        ) from None
+    """Name the line and byte of the first byte that is not UTF-8 (the csv reader decodes in blocks)."""
+    from vembed_bench.data.files import read_text
+
+    read_text(path)
 
 
 def _hf_rows(name: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
