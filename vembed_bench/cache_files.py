@@ -68,7 +68,7 @@ def read_checked_npy(path: Path, record: dict[str, Any]) -> np.ndarray:
         raise CorruptFile(f"{path.name} has {size} bytes, expected {expected_size} (truncated or replaced)")
     buffer = _read_all(path, size)
     try:
-        stream = io.BytesIO(bytes(buffer[:_HEADER_BYTES]))
+        stream = io.BytesIO(buffer[:_HEADER_BYTES].tobytes())
         version = np.lib.format.read_magic(stream)
         read_header = _HEADER_READERS.get(version)
         if read_header is None:
@@ -130,9 +130,10 @@ class _HashingWriter:
         return self.handle.write(data)
 
 
-def _read_all(path: Path, size: int) -> bytearray:
-    """Read ``size`` bytes into a writable buffer (so the array made from it is writable)."""
-    buffer = bytearray(size)
+def _read_all(path: Path, size: int) -> np.ndarray:
+    """Read ``size`` bytes into a writable buffer (so the array made from it is writable);
+    ``np.empty`` rather than ``bytearray`` as the latter zero-fills first (a third of the read time)."""
+    buffer = np.empty(size, dtype=np.uint8)
     view = memoryview(buffer)
     with open(path, "rb") as handle:
         done = 0
