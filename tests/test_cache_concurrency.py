@@ -26,13 +26,14 @@ WORKERS = 5
 
 def dense_vectors(items) -> np.ndarray:
     time.sleep(0.05)
-    return np.stack([np.random.default_rng(int(it.id[1:])).standard_normal(8) for it in items]).astype(np.float32)
+    rows = [np.random.default_rng(int(it.id[1:])).standard_normal(8) for it in items]
+    return np.stack(rows).astype(np.float32)
 
 
 def token_matrices(items) -> list[np.ndarray]:
     time.sleep(0.05)
-    return [np.random.default_rng(int(it.id[1:])).standard_normal((1 + int(it.id[1:]) % 3, 4)).astype(np.float32)
-            for it in items]
+    numbers = [int(it.id[1:]) for it in items]
+    return [np.random.default_rng(n).standard_normal((1 + n % 3, 4)).astype(np.float32) for n in numbers]
 
 
 class _WarningCounter(logging.Handler):
@@ -59,7 +60,7 @@ def _worker(root: str, key: str, multi: bool, policy: str, barrier, results) -> 
     try:
         got = (cache.get_or_compute_multi if multi else cache.get_or_compute)(key, ITEMS, compute)
         results.put(("ok", got, len(encoded), warnings.count))
-    except BaseException as err:  # reported to the parent, which fails the test with it
+    except Exception as err:  # reported to the parent, which fails the test with it
         results.put(("error", repr(err), len(encoded), warnings.count))
 
 

@@ -38,8 +38,9 @@ def dense_vectors(items, seed: int = 0) -> np.ndarray:
 
 def token_matrices(items, seed: int = 0) -> list[np.ndarray]:
     # the "other model" (seed 1) gives other token counts, so its offsets differ too
-    return [np.random.default_rng([seed, int(it.id[1:])]).standard_normal((1 + (int(it.id[1:]) ** 2 + seed) % 5, 5))
-            .astype(np.float32) for it in items]
+    numbers = [int(it.id[1:]) for it in items]
+    return [np.random.default_rng([seed, n]).standard_normal((1 + (n * n + seed) % 5, 5)).astype(np.float32)
+            for n in numbers]
 
 
 class Counting:
@@ -96,7 +97,8 @@ def entry_of(root: Path, key: str) -> Path:
 
 
 def cache_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "vembed_bench.cache"]
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name == "vembed_bench.cache"]
 
 
 def assert_one_warning(caplog, key: str, where: Path, reason: str) -> None:
@@ -105,6 +107,10 @@ def assert_one_warning(caplog, key: str, where: Path, reason: str) -> None:
     assert key[:12] in messages[0] and str(where) in messages[0], messages[0]
     assert re.search(reason, messages[0]), messages[0]
     assert "\n" not in messages[0]
+
+
+def names_of(corruptions) -> list[str]:
+    return [change.__name__ for change, _ in corruptions]
 
 
 # -- corruptions of a complete entry: (name, change(entry, other entry, data file), reason in the warning)
@@ -172,6 +178,18 @@ def meta_without_record(entry, other, name):
     (entry / "meta.json").write_text(json.dumps(meta))
 
 
+def meta_record_malformed(entry, other, name):
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["files"][name]["shape"] = "10 x 6"
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def meta_count_edited(entry, other, name):
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["count"] -= 1
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
 ENTRY_CORRUPTIONS = [
     (truncate_data, r"bytes, expected"),
     (truncate_header, r"has 5 bytes, expected"),
@@ -187,6 +205,8 @@ ENTRY_CORRUPTIONS = [
     (garble_meta, r"meta.json is not valid JSON"),
     (old_format_meta, r"older cache format"),
     (meta_without_record, r"no checksum record"),
+    (meta_record_malformed, r"record of \S+ is malformed"),
+    (meta_count_edited, r"other items|for 9 items|do not fit 9 items"),
 ]
 TARGETS = [("dense", "embeddings.npy"), ("multi", "tokens.npy"), ("multi", "offsets.npy")]
 
@@ -210,7 +230,7 @@ def _assert_next_read_is_a_clean_hit(tmp_path: Path, kind: Kind, key: str, caplo
     assert sorted(p.name for p in entry_of(tmp_path, key).iterdir()) == sorted([*kind.files, "meta.json"])
 
 
-@pytest.mark.parametrize("corrupt,reason", ENTRY_CORRUPTIONS, ids=[c.__name__ for c, _ in ENTRY_CORRUPTIONS])
+@pytest.mark.parametrize("corrupt,reason", ENTRY_CORRUPTIONS, ids=names_of(ENTRY_CORRUPTIONS))
 @pytest.mark.parametrize("kind_name,name", TARGETS, ids=[f"{k}-{n}" for k, n in TARGETS])
 def test_corrupt_entry_is_reported_and_reencoded_by_get_or_compute(tmp_path, caplog, corrupt, reason,
                                                                    kind_name, name):
@@ -226,7 +246,7 @@ def test_corrupt_entry_is_reported_and_reencoded_by_get_or_compute(tmp_path, cap
     _assert_next_read_is_a_clean_hit(tmp_path, kind, key, caplog)
 
 
-@pytest.mark.parametrize("corrupt,reason", ENTRY_CORRUPTIONS, ids=[c.__name__ for c, _ in ENTRY_CORRUPTIONS])
+@pytest.mark.parametrize("corrupt,reason", ENTRY_CORRUPTIONS, ids=names_of(ENTRY_CORRUPTIONS))
 @pytest.mark.parametrize("kind_name,name", TARGETS, ids=[f"{k}-{n}" for k, n in TARGETS])
 def test_contains_is_false_for_a_corrupt_entry_which_is_then_reencoded(tmp_path, caplog, corrupt, reason,
                                                                       kind_name, name):
@@ -323,9 +343,10 @@ SHARD_CORRUPTIONS = [
 SHARD_TARGETS = [("dense", "npy"), ("multi", "tokens.npy"), ("multi", "lengths.npy")]
 
 
-@pytest.mark.parametrize("corrupt,reason", SHARD_CORRUPTIONS, ids=[c.__name__ for c, _ in SHARD_CORRUPTIONS])
+@pytest.mark.parametrize("corrupt,reason", SHARD_CORRUPTIONS, ids=names_of(SHARD_CORRUPTIONS))
 @pytest.mark.parametrize("kind_name,part", SHARD_TARGETS, ids=[f"{k}-{p}" for k, p in SHARD_TARGETS])
-def test_a_bad_resume_shard_is_reported_and_reencoded_alone(tmp_path, caplog, corrupt, reason, kind_name, part):
+def test_a_bad_resume_shard_is_reported_and_reencoded_alone(tmp_path, caplog, corrupt, reason,
+                                                            kind_name, part):
     kind = KINDS[kind_name]
     key = cache_key("model", kind.name, {}, ITEMS)
     with pytest.raises(KeyboardInterrupt):
@@ -361,7 +382,8 @@ def test_entry_of_the_other_kind_under_a_key_is_replaced_not_trusted(tmp_path, c
     compute = Counting(MULTI.encode)
     MULTI.assert_fresh(MULTI.get(cache, key, compute))
     assert compute.calls and cache_warnings(caplog) == []
-    assert sorted(p.name for p in entry_of(tmp_path, key).iterdir()) == ["meta.json", "offsets.npy", "tokens.npy"]
+    files = sorted(p.name for p in entry_of(tmp_path, key).iterdir())
+    assert files == ["meta.json", "offsets.npy", "tokens.npy"]
 
 
 # -- unwritable caches ----------------------------------------------------------------------------------
@@ -428,3 +450,10 @@ def test_a_garbled_encode_manifest_is_treated_as_absent(tmp_path, text):
     assert cache.read_manifest("ef" * 32) == GOOD_MANIFEST
     (tmp_path / "manifests" / f"{'ef' * 32}.json").write_text(text, encoding="latin-1")
     assert cache.read_manifest("ef" * 32) is None
+
+
+def test_an_unwritable_manifest_is_a_warning_not_a_failure(tmp_path, caplog):
+    (tmp_path / "manifests").write_text("a file where the manifests folder should be")
+    EmbeddingCache(tmp_path).write_manifest("ef" * 32, GOOD_MANIFEST)
+    (message,) = cache_warnings(caplog)
+    assert str(tmp_path / "manifests") in message and "loads the model" in message

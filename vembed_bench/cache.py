@@ -107,7 +107,8 @@ def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items
 
 def manifest_key(*parts: Any) -> str:
     """Hex key of an encode manifest (see :meth:`EmbeddingCache.read_manifest`)."""
-    return hashlib.sha256(json.dumps(["manifest-v1", *parts], sort_keys=True, default=str).encode()).hexdigest()
+    payload = json.dumps(["manifest-v1", *parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 Arrays = dict[str, np.ndarray]
@@ -208,9 +209,15 @@ class EmbeddingCache:
         return manifest
 
     def write_manifest(self, key: str, manifest: dict[str, Any]) -> None:
-        if self.policy is not CachePolicy.OFF:
-            path = self.root / "manifests" / f"{key}.json"
-            _written(path, lambda: write_json(path, manifest))
+        """Store an encode manifest; one that cannot be written is only a missed shortcut (a warning)."""
+        if self.policy is CachePolicy.OFF:
+            return
+        path = self.root / "manifests" / f"{key}.json"
+        try:
+            write_json(path, manifest)
+        except OSError as err:
+            log.warning("could not write the encode manifest %s (%s); the next run loads the model to find "
+                        "its cache entries", path, _reason(err))
 
     # -- writability -----------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -231,7 +238,8 @@ class EmbeddingCache:
                 os.unlink(probe)
         except OSError as err:
             raise VembedError(f"the embedding cache folder {self.root} is not writable ({_reason(err)}); "
-                              "free space or fix its permissions, or pass --cache-dir DIR or --cache off") from None
+                              "free space or fix its permissions, or pass --cache-dir DIR or --cache off"
+                              ) from None
         self._writable = True
 
     # -- the common machinery --------------------------------------------------------------------
@@ -248,8 +256,8 @@ class EmbeddingCache:
     def _load(self, layout: _Layout, key: str) -> Arrays:
         found = self._verified.pop((layout.kind, key), None) or self._verify_or_heal(layout, key)
         if found is None:
-            raise CacheEntryError(f"embedding cache entry {key[:12]} ({self._entry(key)}) is missing or failed "
-                                  "verification; run again and it will be encoded")
+            raise CacheEntryError(f"embedding cache entry {key[:12]} ({self._entry(key)}) is missing or "
+                                  "failed verification; run again and it will be encoded")
         self.hits += 1
         return found[1]
 
@@ -284,7 +292,8 @@ class EmbeddingCache:
         if not isinstance(meta.get("count"), int) or not isinstance(meta.get("item_ids"), str):
             raise CorruptFile(f"{META} lacks the item count or ids")
         if items is not None and not _same_items(meta, items):
-            raise CorruptFile(f"{META} describes {meta['count']} other items than the {len(items)} asked for")
+            raise CorruptFile(f"{META} describes {meta['count']} other items than the {len(items)} "
+                              "asked for")
         arrays = {name: _read_file(entry / name, meta["files"].get(name)) for name in layout.files}
         problem = layout.check(arrays, meta["count"])
         if problem:
@@ -337,11 +346,10 @@ class EmbeddingCache:
                 self._write_shard(layout, key, index, start, chunk, shard)
             parts.append(shard)
         arrays = layout.combine(parts, key)
-        records = {name: _written(entry / name, lambda name=name: write_checked_npy(entry / name, arrays[name]))
-                   for name in layout.files}
+        records = {name: _store_npy(entry / name, arrays[name]) for name in layout.files}
         meta = {"format": FORMAT, "key": key, "kind": layout.kind, "count": len(items),
                 "item_ids": _ids_fingerprint(items), "files": records, "info": info or {}}
-        _written(entry / META, lambda: write_json(entry / META, meta))
+        _store_json(entry / META, meta)
         for shard_path in entry.glob("shard-*"):
             shard_path.unlink(missing_ok=True)
         return arrays
@@ -380,11 +388,10 @@ class EmbeddingCache:
     def _write_shard(self, layout: _Layout, key: str, index: int, start: int, chunk: Sequence[Item],
                      shard: Arrays) -> None:
         sidecar, paths = self._shard_paths(layout, key, index)
-        records = {path.name: _written(path, lambda path=path, part=part: write_checked_npy(path, shard[part]))
-                   for part, path in paths.items()}
+        records = {path.name: _store_npy(path, shard[part]) for part, path in paths.items()}
         record = {"format": FORMAT, "key": key, "start": start, "count": len(chunk),
                   "item_ids": _ids_fingerprint(chunk), "files": records}
-        _written(sidecar, lambda: write_json(sidecar, record))
+        _store_json(sidecar, record)
 
 
 # -- records, files and errors ---------------------------------------------------------------------
@@ -418,14 +425,25 @@ def _read_file(path: Path, record: Any) -> np.ndarray:
         raise VembedError(f"cannot read the embedding cache file {path}: {_reason(err)}") from None
 
 
-def _written(path: Path, write: Callable[[], Any]) -> Any:
-    """Run ``write`` (an atomic write of ``path``); a failing disk becomes one actionable line."""
+def _store_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
     try:
-        return write()
+        return write_checked_npy(path, array)
     except OSError as err:
-        raise VembedError(f"cannot write the embedding cache file {path}: {_reason(err)}; shards already "
-                          "written are kept and a re-run resumes from them; free space or fix permissions, "
-                          "or pass --cache-dir DIR or --cache off") from None
+        raise _write_error(path, err) from None
+
+
+def _store_json(path: Path, record: dict[str, Any]) -> None:
+    try:
+        write_json(path, record)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
+def _write_error(path: Path, err: OSError) -> VembedError:
+    """A failing disk mid-encode, in one actionable line (the atomic write left no partial file)."""
+    return VembedError(f"cannot write the embedding cache file {path}: {_reason(err)}; shards already "
+                       "written are kept and a re-run resumes from them; free space or fix permissions, "
+                       "or pass --cache-dir DIR or --cache off")
 
 
 def _reason(err: OSError) -> str:
@@ -439,7 +457,7 @@ def _clear(entry: Path, *, keep_shards: bool, keep_temporary: bool) -> None:
     if not entry.is_dir():
         return
     for path in entry.iterdir():
-        if (keep_shards and path.name.startswith("shard-")) or (keep_temporary and path.name.startswith(".")):
+        if keep_shards and path.name.startswith("shard-") or keep_temporary and path.name.startswith("."):
             continue
         try:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -460,8 +478,8 @@ def _same_items(meta: dict[str, Any], items: Sequence[Item]) -> bool:
 def _one_dimension(matrices: list[np.ndarray], key: str, what: str) -> None:
     dims = {m.shape[1] for m in matrices if m.shape[0]}
     if len(dims) > 1:
-        raise VembedError(f"cache entry {key[:12]}: {what} dimension changed between shards ({sorted(dims)}); "
-                          "re-run with --cache refresh")
+        raise VembedError(f"cache entry {key[:12]}: {what} dimension changed between shards "
+                          f"({sorted(dims)}); re-run with --cache refresh")
 
 
 def _encode_dense(compute: Callable[[Sequence[Item]], np.ndarray], chunk: Sequence[Item]) -> Arrays:
@@ -480,15 +498,20 @@ def _combine_dense(parts: list[Arrays], key: str) -> Arrays:
 
 def _check_dense(arrays: Arrays, count: int) -> str | None:
     rows = arrays["embeddings.npy"]
-    return None if rows.ndim == 2 and rows.shape[0] == count else f"embeddings.npy has shape {rows.shape} for {count} items"
+    if rows.ndim == 2 and rows.shape[0] == count:
+        return None
+    return f"embeddings.npy has shape {rows.shape} for {count} items"
 
 
 def _check_dense_shard(parts: Arrays, count: int) -> str | None:
     rows = parts["npy"]
-    return None if rows.ndim == 2 and rows.shape[0] == count else f"shard has shape {rows.shape} for {count} items"
+    if rows.ndim == 2 and rows.shape[0] == count:
+        return None
+    return f"shard has shape {rows.shape} for {count} items"
 
 
-def _encode_multi(compute: Callable[[Sequence[Item]], Sequence[np.ndarray]], chunk: Sequence[Item]) -> Arrays:
+def _encode_multi(compute: Callable[[Sequence[Item]], Sequence[np.ndarray]],
+                  chunk: Sequence[Item]) -> Arrays:
     flat, counts = _flatten(compute(chunk), len(chunk))
     return {"tokens.npy": flat, "lengths.npy": counts}
 
@@ -513,7 +536,8 @@ def _check_multi(arrays: Arrays, count: int) -> str | None:
 
 def _check_multi_shard(parts: Arrays, count: int) -> str | None:
     tokens, lengths = parts["tokens.npy"], parts["lengths.npy"]
-    if tokens.ndim != 2 or lengths.shape != (count,) or np.any(lengths < 0) or lengths.sum() != tokens.shape[0]:
+    if tokens.ndim != 2 or lengths.shape != (count,) or np.any(lengths < 0) \
+            or lengths.sum() != tokens.shape[0]:
         return f"shard tokens {tokens.shape} / lengths {lengths.shape} do not fit {count} items"
     return None
 

@@ -59,11 +59,13 @@ def read_checked_npy(path: Path, record: dict[str, Any]) -> np.ndarray:
     :class:`CorruptFile` on any mismatch and :class:`OSError` if the file
     exists but cannot be read.
     """
+    if not _well_formed(record):
+        raise CorruptFile(f"the checksum record of {path.name} is malformed")
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         raise CorruptFile(f"{path.name} is missing") from None
-    expected_size = record.get("bytes")
+    expected_size = record["bytes"]
     if size != expected_size:
         raise CorruptFile(f"{path.name} has {size} bytes, expected {expected_size} (truncated or replaced)")
     buffer = _read_all(path, size)
@@ -76,15 +78,14 @@ def read_checked_npy(path: Path, record: dict[str, Any]) -> np.ndarray:
         shape, fortran_order, dtype = read_header(stream)
     except (ValueError, SyntaxError, TypeError, OverflowError) as err:
         raise CorruptFile(f"{path.name} has an unreadable .npy header ({_first_words(err)})") from None
-    if fortran_order or dtype.hasobject or list(shape) != list(record.get("shape", ())) \
-            or dtype.str != record.get("dtype"):
-        raise CorruptFile(f"{path.name} holds {dtype.str} {tuple(shape)}, expected {record.get('dtype')} "
-                          f"{tuple(record.get('shape', ()))}")
+    if fortran_order or dtype.hasobject or list(shape) != record["shape"] or dtype.str != record["dtype"]:
+        raise CorruptFile(f"{path.name} holds {dtype.str} {tuple(shape)}, "
+                          f"expected {record['dtype']} {tuple(record['shape'])}")
     offset = stream.tell()
     count = int(np.prod(shape, dtype=np.int64))
     if offset + count * dtype.itemsize != size:
         raise CorruptFile(f"{path.name}: header and file size disagree")
-    if hashlib.sha256(buffer).hexdigest() != record.get("sha256"):
+    if hashlib.sha256(buffer).hexdigest() != record["sha256"]:
         raise CorruptFile(f"{path.name} fails its checksum (bytes changed: flipped, permuted rows "
                           "or a file from another entry)")
     return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
@@ -114,6 +115,13 @@ def folder_lock(folder: Path) -> Iterator[bool]:
     finally:
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+def _well_formed(record: Any) -> bool:
+    """Whether a record (read from JSON, so possibly hand-edited) has the fields of the right types."""
+    return (isinstance(record, dict) and isinstance(record.get("bytes"), int)
+            and isinstance(record.get("sha256"), str) and isinstance(record.get("dtype"), str)
+            and isinstance(record.get("shape"), list) and all(isinstance(n, int) for n in record["shape"]))
 
 
 class _HashingWriter:
