@@ -408,29 +408,37 @@ def test_unwritable_cache_fails_before_any_encoding(tmp_path):
     assert compute.calls == []
 
 
+FAILING_WRITES = [  # (which file the full disk refuses, what the re-run must still encode)
+    ("final", []),
+    ("shard 1", [["i4", "i5", "i6", "i7"], ["i8", "i9"]]),
+]
+
+
+@pytest.mark.parametrize("fails,still_to_encode", FAILING_WRITES, ids=[f for f, _ in FAILING_WRITES])
 @pytest.mark.parametrize("kind_name", ["dense", "multi"])
-def test_disk_full_on_the_final_write_keeps_the_shards_for_the_rerun(tmp_path, monkeypatch, kind_name):
+def test_disk_full_keeps_the_written_shards_for_the_rerun(tmp_path, monkeypatch, kind_name, fails,
+                                                          still_to_encode):
     kind = KINDS[kind_name]
     key = cache_key("model", kind.name, {}, ITEMS)
-    final = entry_of(tmp_path, key) / kind.files[0]
+    entry = entry_of(tmp_path, key)
+    refused = entry / (kind.files[0] if fails == "final" else f"shard-000001.{kind.shard_parts[0]}")
     real_replace = os.replace
 
-    def replace_failing_on_final(src, dst):
-        if Path(dst) == final:
+    def replace_refusing_one_file(src, dst):
+        if Path(dst) == refused:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(atomic.os, "replace", replace_failing_on_final)
+    monkeypatch.setattr(atomic.os, "replace", replace_refusing_one_file)
     first = Counting(kind.encode)
-    with pytest.raises(VembedError, match=re.escape(str(final)) + ".*No space left on device"):
+    with pytest.raises(VembedError, match=re.escape(str(refused)) + ".*No space left on device"):
         kind.get(EmbeddingCache(tmp_path, shard_size=SHARD), key, first)
-    assert sum(map(len, first.calls)) == len(ITEMS)
     assert not list(tmp_path.rglob("*.tmp"))
     monkeypatch.setattr(atomic.os, "replace", real_replace)
     rerun = Counting(kind.encode)
     kind.assert_fresh(kind.get(EmbeddingCache(tmp_path, shard_size=SHARD), key, rerun))
-    assert rerun.calls == []  # every shard was already stored
-    assert sorted(p.name for p in entry_of(tmp_path, key).iterdir()) == sorted([*kind.files, "meta.json"])
+    assert rerun.calls == still_to_encode  # nothing that was stored is encoded again
+    assert sorted(p.name for p in entry.iterdir()) == sorted([*kind.files, "meta.json"])
 
 
 # -- encode manifests -------------------------------------------------------------------------------------

@@ -313,6 +313,8 @@ class EmbeddingCache:
 
     def _get_or_compute(self, layout: _Layout, key: str, items: Sequence[Item], compute: Callable[..., Any],
                         info: dict[str, Any] | None) -> Arrays:
+        """What :meth:`contains` verified, else the entry read and verified under its lock (so a
+        concurrent writer is waited for, then loaded from), else a fresh encode into it."""
         memo = self._verified.pop((layout.kind, key), None)
         if memo is not None and self.policy is CachePolicy.USE and _same_items(memo[0], items):
             self.hits += 1
@@ -460,7 +462,10 @@ def _clear(entry: Path, *, keep_shards: bool, keep_temporary: bool) -> None:
         if keep_shards and path.name.startswith("shard-") or keep_temporary and path.name.startswith("."):
             continue
         try:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         except OSError as err:
             raise VembedError(f"cannot clear the embedding cache folder {entry}: {_reason(err)}; "
                               "fix its permissions or pass --cache-dir DIR") from None
