@@ -79,18 +79,18 @@ def _reader(root: str, key: str, stop, barrier, results) -> None:
     results.put((loads, wrong, warnings.count))
 
 
-def _run(processes, results, count: int) -> list:
-    for p in processes:
-        p.start()
-    got = [results.get(timeout=120) for _ in range(count)]
+def _collect(results, count: int) -> list:
+    return [results.get(timeout=120) for _ in range(count)]
+
+
+def _join(processes) -> None:
     for p in processes:
         p.join(timeout=60)
         assert p.exitcode == 0
-    return got
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.is_file() and (p.name.startswith(("shard-", "."))))
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and p.name.startswith(("shard-", ".")))
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["dense", "multi"])
@@ -100,7 +100,10 @@ def test_processes_computing_the_same_entry_all_get_it_and_it_is_computed_once(t
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
     processes = [ctx.Process(target=_worker, args=(str(tmp_path), key, multi, "use", barrier, results))
                  for _ in range(WORKERS)]
-    got = _run(processes, results, WORKERS)
+    for p in processes:
+        p.start()
+    got = _collect(results, WORKERS)
+    _join(processes)
     assert [g[0] for g in got] == ["ok"] * WORKERS, [g[1] for g in got if g[0] != "ok"]
     assert sum(g[3] for g in got) == 0  # nobody saw a half-written entry as corrupt
     expected = token_matrices(ITEMS) if multi else dense_vectors(ITEMS)
@@ -127,17 +130,15 @@ def test_readers_never_see_a_wrong_array_while_writers_refresh(tmp_path):
     barrier, results, reads, stop = ctx.Barrier(writers + readers), ctx.Queue(), ctx.Queue(), ctx.Event()
     reader_processes = [ctx.Process(target=_reader, args=(str(tmp_path), key, stop, barrier, reads))
                         for _ in range(readers)]
-    for p in reader_processes:
-        p.start()
     writer_processes = [ctx.Process(target=_worker, args=(str(tmp_path), key, False,
                                                           CachePolicy.REFRESH.value, barrier, results))
                         for _ in range(writers)]
-    written = _run(writer_processes, results, writers)
+    for p in reader_processes + writer_processes:
+        p.start()
+    written = _collect(results, writers)
     stop.set()
-    seen = _run([], reads, readers)
-    for p in reader_processes:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    seen = _collect(reads, readers)
+    _join(reader_processes + writer_processes)
     assert [w[0] for w in written] == ["ok"] * writers, written
     assert all(wrong == 0 and warnings == 0 for _, wrong, warnings in seen), seen
     assert EmbeddingCache(tmp_path).contains(key) and _leftovers(tmp_path) == []
