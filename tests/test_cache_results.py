@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vembed_bench import atomic
 from vembed_bench.atomic import write_json
 from vembed_bench.cache import CachePolicy, EmbeddingCache, cache_key
 from vembed_bench.data.types import Item
@@ -78,3 +82,32 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
         write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_write_flushes_the_folder_and_keeps_the_open_mode(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", recording_fsync)
+    write_json(tmp_path / "r.json", {"ok": 1})
+    assert synced == [False, True]  # the file, then the folder holding the new name
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_write_succeeds_where_a_folder_cannot_be_synced(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def no_folder_open(path, flags, *args, **kwargs):
+        if Path(path).is_dir():
+            raise PermissionError(13, "folders cannot be opened here")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "open", no_folder_open)
+    write_json(tmp_path / "r.json", {"ok": 2})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"ok": 2}

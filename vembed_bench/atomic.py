@@ -2,7 +2,9 @@
 
 Results and cache shards are written to a temporary file in the same folder,
 flushed to disk, then renamed over the target (``os.replace`` is atomic on
-POSIX and Windows when both paths are on the same filesystem).
+POSIX and Windows when both paths are on the same filesystem). The folder is
+then flushed too, so that after a power cut the new name is there as well as
+the new bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -31,8 +33,25 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         os.chmod(tmp, _default_mode())  # mkstemp files are 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with suppress(OSError):  # e.g. a read-only folder: keep the original error
+            Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to disk; best effort, as some platforms
+    (Windows) cannot open a folder and some filesystems refuse to sync one."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _default_mode() -> int:

@@ -1,4 +1,4 @@
-"""The embedding cache: never encode the same items with the same model twice.
+"""The embedding cache: never encode the same items with the same model twice, never trust bad bytes.
 
 An entry is keyed by everything that changes the vectors: the model's content
 fingerprint and settings, the role (query or document), the prompt, and the
@@ -6,27 +6,61 @@ content of the items. Encoding is done shard by shard and each shard is
 written atomically, so an interrupted run resumes from the shards on disk.
 The policy is explicit (:class:`CachePolicy`), nothing is guessed.
 
-Multi-vector (late interaction) embeddings are ragged, one ``(tokens, dim)``
-matrix per item; they are stored flat, as all token rows stacked
-(``tokens.npy``) plus ``offsets.npy`` (item ``i`` is rows
-``offsets[i]:offsets[i+1]``), with the same shards and resume
-(:meth:`EmbeddingCache.get_or_compute_multi`). The offsets file is written
-last, so its presence means the entry is complete.
+Layout of one entry, ``<root>/<key[:2]>/<key>/``::
+
+    embeddings.npy           single-vector: the (items, dim) float32 matrix
+    tokens.npy, offsets.npy  multi-vector: all token rows stacked, and item i = rows offsets[i]:offsets[i+1]
+    meta.json                written last: format, key, kind, item count, fingerprint of the item ids,
+                             and per data file its size, SHA-256, shape and dtype
+    shard-000003.npy         while encoding (single-vector): rows of items [3*shard_size, 4*shard_size)
+    shard-000003.tokens.npy, shard-000003.lengths.npy   the same, multi-vector
+    shard-000003.json        written after its shard's data: the shard's records, start, count, item ids
+
+The folder of an entry is its lock (:func:`~vembed_bench.cache_files.folder_lock`):
+whoever computes, heals or refreshes an entry holds it, so concurrent runs
+that need the same entry wait for the first one and then load its result.
+
+Trust: a ``meta.json`` means the entry is complete; every read checks each
+data file's size, header, shape, dtype and checksum against it (and a
+shard's against its sidecar before it is resumed from). A file that does not
+match (truncated, rows permuted, a byte flipped, a file from another entry,
+a missing or garbled meta, an entry of the old format without checksums) is
+reported in one warning line naming the entry, removed, and encoded again.
+
+Contract for callers (the pipeline's model-free path):
+
+* ``contains(key)`` is True only for an entry that verified, and keeps the
+  verified array; ``load(key)`` right after returns that very array without
+  reading or hashing again, so ``if contains(k): x = load(k)`` cannot return
+  bad data. ``load`` of a key that was not verified by ``contains`` reads and
+  verifies it, and raises :class:`CacheEntryError` (a :class:`VembedError`)
+  if it is absent or corrupt.
+* ``get_or_compute`` never raises for a corrupt entry: it heals it.
+* :meth:`EmbeddingCache.check_writable` before encoding turns an unwritable
+  cache folder into one error line before any work; a write that still fails
+  later raises a :class:`VembedError` naming the file, and keeps the shards
+  already written for the re-run.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import tempfile
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from vembed_bench.atomic import write_json, write_npy
+from vembed_bench.atomic import write_json
+from vembed_bench.cache_files import CorruptFile, folder_lock, read_checked_npy, write_checked_npy
 from vembed_bench.cache_home import default_cache_dir
 from vembed_bench.data.loading import items_fingerprint
 from vembed_bench.data.types import Item
@@ -35,6 +69,9 @@ from vembed_bench.errors import VembedError
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 4096
+FORMAT = 2  # format 1 (no meta checksums) entries are re-encoded
+META = "meta.json"
+_KEY = re.compile(r"[0-9a-f]{16,128}")
 
 
 class CachePolicy(str, Enum):
@@ -44,6 +81,10 @@ class CachePolicy(str, Enum):
     USE = "use"
     REFRESH = "refresh"
     OFF = "off"
+
+
+class CacheEntryError(VembedError):
+    """:meth:`EmbeddingCache.load` found its entry absent or corrupt (a corrupt one is removed)."""
 
 
 def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items: Sequence[Item]) -> str:
@@ -59,11 +100,29 @@ def cache_key(model_fingerprint: str, role: str, settings: dict[str, Any], items
 
 def manifest_key(*parts: Any) -> str:
     """Hex key of an encode manifest (see :meth:`EmbeddingCache.read_manifest`)."""
-    return hashlib.sha256(json.dumps(["manifest-v1", *parts], sort_keys=True, default=str).encode()).hexdigest()
+    payload = json.dumps(["manifest-v1", *parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+Arrays = dict[str, np.ndarray]
+Verified = tuple[dict[str, Any], Arrays]  # (meta.json, its data files' arrays by file name)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one kind of entry (single- or multi-vector) is encoded, stored and checked."""
+
+    kind: str
+    files: tuple[str, ...]  # data files of a complete entry
+    shard_parts: tuple[str, ...]  # a shard's data files are shard-NNNNNN.<part>
+    encode: Callable[[Callable[[Sequence[Item]], Any], Sequence[Item]], Arrays]  # one shard's parts
+    combine: Callable[[list[Arrays], str], Arrays]  # shards' parts -> the entry's files
+    check: Callable[[Arrays, int], str | None]  # what is inconsistent in an entry of `count` items
+    check_shard: Callable[[Arrays, int], str | None]
 
 
 class EmbeddingCache:
-    """Sharded, resumable on-disk store of embedding matrices."""
+    """Sharded, resumable, verified on-disk store of embedding matrices (see the module docstring)."""
 
     def __init__(self, root: Path | None = None, policy: CachePolicy | str = CachePolicy.USE,
                  shard_size: int = DEFAULT_SHARD_SIZE) -> None:
@@ -72,75 +131,44 @@ class EmbeddingCache:
         self.shard_size = shard_size
         self.hits = 0
         self.misses = 0
+        self._verified: dict[tuple[str, str], Verified] = {}  # what contains() checked, for load()
+        self._writable = False
 
     def _entry(self, key: str) -> Path:
+        if not _KEY.fullmatch(key):
+            raise VembedError(f"'{key[:80]}' is not an embedding cache key (lowercase hex digits)")
         return self.root / key[:2] / key
 
+    # -- single-vector entries -------------------------------------------------------------------
     def contains(self, key: str) -> bool:
-        return (self._entry(key) / "embeddings.npy").is_file()
+        """Whether ``get_or_compute(key, ...)`` would need no encoding: the entry exists and
+        verifies (a corrupt one is reported, removed, and False). The verified array is kept for
+        :meth:`load`. Always False unless the policy is ``use``."""
+        return self._contains(_DENSE, key)
 
     def load(self, key: str) -> np.ndarray:
-        """Read a complete entry (counted as a hit)."""
-        self.hits += 1
-        return np.load(self._entry(key) / "embeddings.npy", allow_pickle=False)
-
-    def read_manifest(self, key: str) -> dict[str, Any] | None:
-        """An encode manifest records, for a model folder + options + items, the encoder's
-        own description and the two entry keys, so a full hit needs no model at all."""
-        if self.policy is not CachePolicy.USE:
-            return None
-        path = self.root / "manifests" / f"{key}.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def write_manifest(self, key: str, manifest: dict[str, Any]) -> None:
-        if self.policy is not CachePolicy.OFF:
-            write_json(self.root / "manifests" / f"{key}.json", manifest)
+        """A complete, verified entry (counted as a hit); the array :meth:`contains` verified if it
+        did. Raises :class:`CacheEntryError` if the entry is absent or fails verification."""
+        return self._load(_DENSE, key)["embeddings.npy"]
 
     def get_or_compute(self, key: str, items: Sequence[Item],
                        compute: Callable[[Sequence[Item]], np.ndarray],
                        meta: dict[str, Any] | None = None) -> np.ndarray:
-        """Return the embeddings of ``items``, computing only what is not stored."""
+        """Return the embeddings of ``items``, computing only what is not stored (and verified)."""
         if self.policy is CachePolicy.OFF:
             self.misses += 1
             return compute(items)
-        entry = self._entry(key)
-        final = entry / "embeddings.npy"
-        if self.policy is CachePolicy.REFRESH and entry.exists():
-            shutil.rmtree(entry)
-        if final.is_file():
-            return self.load(key)
-        self.misses += 1
-        shards = []
-        for start in range(0, len(items), self.shard_size):
-            shard_path = entry / f"shard-{start // self.shard_size:06d}.npy"
-            if shard_path.is_file():
-                shards.append(np.load(shard_path, allow_pickle=False))
-                log.info("resumed shard %s", shard_path.name)
-                continue
-            shard = np.ascontiguousarray(compute(items[start:start + self.shard_size]), dtype=np.float32)
-            write_npy(shard_path, shard)
-            shards.append(shard)
-        embeddings = np.concatenate(shards) if shards else np.zeros((0, 0), np.float32)
-        write_npy(final, embeddings)
-        write_json(entry / "meta.json", {"key": key, "count": len(items), **(meta or {})})
-        for shard_path in entry.glob("shard-*.npy"):
-            shard_path.unlink()
-        return embeddings
+        return self._get_or_compute(_DENSE, key, items, compute, meta)["embeddings.npy"]
 
     # -- multi-vector (ragged) entries -----------------------------------------------------------
     def contains_multi(self, key: str) -> bool:
-        return (self._entry(key) / "offsets.npy").is_file()
+        """:meth:`contains` for a multi-vector entry."""
+        return self._contains(_MULTI, key)
 
     def load_multi(self, key: str) -> list[np.ndarray]:
-        """Read a complete multi-vector entry (counted as a hit): one matrix per item."""
-        self.hits += 1
-        entry = self._entry(key)
-        tokens = np.load(entry / "tokens.npy", allow_pickle=False)
-        offsets = np.load(entry / "offsets.npy", allow_pickle=False)
-        return _split(tokens, offsets)
+        """:meth:`load` for a multi-vector entry: one ``(tokens, dim)`` matrix per item."""
+        arrays = self._load(_MULTI, key)
+        return _split(arrays["tokens.npy"], arrays["offsets.npy"])
 
     def get_or_compute_multi(self, key: str, items: Sequence[Item],
                              compute: Callable[[Sequence[Item]], Sequence[np.ndarray]],
@@ -149,41 +177,373 @@ class EmbeddingCache:
         if self.policy is CachePolicy.OFF:
             self.misses += 1
             return [np.asarray(m, dtype=np.float32) for m in compute(items)]
+        arrays = self._get_or_compute(_MULTI, key, items, compute, meta)
+        return _split(arrays["tokens.npy"], arrays["offsets.npy"])
+
+    # -- encode manifests ------------------------------------------------------------------------
+    def read_manifest(self, key: str) -> dict[str, Any] | None:
+        """An encode manifest records, for a model folder + options + items, the encoder's
+        own description (``name``, ``model_info``) and the two entry keys (``query_key``,
+        ``document_key``), so a full hit needs no model at all. A missing, garbled or
+        incomplete manifest is None: it is only a shortcut, the entries stay verified."""
+        if self.policy is not CachePolicy.USE:
+            return None
+        path = self.root / "manifests" / f"{key}.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("name"), str)
+                and isinstance(manifest.get("model_info"), dict)
+                and all(isinstance(manifest.get(k), str) and _KEY.fullmatch(manifest[k])
+                        for k in ("query_key", "document_key"))):
+            log.info("ignoring the incomplete encode manifest %s", path)
+            return None
+        return manifest
+
+    def write_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+        """Store an encode manifest; one that cannot be written is only a missed shortcut (a warning)."""
+        if self.policy is CachePolicy.OFF:
+            return
+        path = self.root / "manifests" / f"{key}.json"
+        try:
+            write_json(path, manifest)
+        except OSError as err:
+            log.warning("could not write the encode manifest %s (%s); the next run loads the model to find "
+                        "its cache entries", path, _reason(err))
+
+    # -- writability -----------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise :class:`VembedError` naming the folder and the reason if no file can be created
+        and written in it (read-only, no permission, disk full). Call it before encoding, so an
+        unwritable cache fails in a second instead of after the whole encode; ``get_or_compute``
+        also calls it before its first encode. Nothing to check with the ``off`` policy."""
+        if self.policy is CachePolicy.OFF or self._writable:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=self.root)
+            try:
+                os.write(fd, bytes(4096))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as err:
+            raise VembedError(f"the embedding cache folder {self.root} is not writable ({_reason(err)}); "
+                              "free space or fix its permissions, or pass --cache-dir DIR or --cache off"
+                              ) from None
+        self._writable = True
+
+    # -- the common machinery --------------------------------------------------------------------
+    def _contains(self, layout: _Layout, key: str) -> bool:
+        if self.policy is not CachePolicy.USE:
+            return False
+        if (layout.kind, key) not in self._verified:
+            found = self._verify_or_heal(layout, key)
+            if found is None:
+                return False
+            self._verified[(layout.kind, key)] = found
+        return True
+
+    def _load(self, layout: _Layout, key: str) -> Arrays:
+        found = self._verified.pop((layout.kind, key), None) or self._verify_or_heal(layout, key)
+        if found is None:
+            raise CacheEntryError(f"embedding cache entry {key[:12]} ({self._entry(key)}) is missing or "
+                                  "failed verification; run again and it will be encoded")
+        self.hits += 1
+        return found[1]
+
+    def _verify_or_heal(self, layout: _Layout, key: str) -> Verified | None:
+        """The verified entry, or None if absent; a corrupt one is reported once and removed.
+
+        A failed check is repeated under the entry's lock before anything is removed:
+        another process may be between writing the data and the meta of this entry.
+        """
+        try:
+            return self._verify(layout, key)
+        except CorruptFile:
+            pass
+        with folder_lock(self._entry(key)):
+            try:
+                return self._verify(layout, key)
+            except CorruptFile as err:
+                self._discard(layout, key, str(err))
+                return None
+
+    def _verify(self, layout: _Layout, key: str, items: Sequence[Item] | None = None) -> Verified | None:
+        """Read and check a complete entry; None if there is none, :class:`CorruptFile` if it is bad."""
         entry = self._entry(key)
-        if self.policy is CachePolicy.REFRESH and entry.exists():
-            shutil.rmtree(entry)
-        if self.contains_multi(key):
-            return self.load_multi(key)
-        self.misses += 1
-        tokens, lengths = [], []
-        for start in range(0, len(items), self.shard_size):
-            stem = f"shard-{start // self.shard_size:06d}"
-            tokens_path, lengths_path = entry / f"{stem}.tokens.npy", entry / f"{stem}.lengths.npy"
-            if lengths_path.is_file() and tokens_path.is_file():  # lengths are written last
-                tokens.append(np.load(tokens_path, allow_pickle=False))
-                lengths.append(np.load(lengths_path, allow_pickle=False))
-                log.info("resumed shard %s", stem)
-                continue
+        meta_path = entry / META
+        if not meta_path.exists():
+            if any((entry / name).exists() for name in layout.files):
+                raise CorruptFile(f"{META} is missing")
+            return None
+        meta = _read_record(meta_path, key)
+        if meta.get("kind") != layout.kind:
+            return None  # an entry of the other kind under this key: not what was asked for
+        if not isinstance(meta.get("count"), int) or not isinstance(meta.get("item_ids"), str):
+            raise CorruptFile(f"{META} lacks the item count or ids")
+        if items is not None and not _same_items(meta, items):
+            raise CorruptFile(f"{META} describes {meta['count']} other items than the {len(items)} "
+                              "asked for")
+        arrays = {name: _read_file(entry / name, meta["files"].get(name)) for name in layout.files}
+        problem = layout.check(arrays, meta["count"])
+        if problem:
+            raise CorruptFile(problem)
+        return meta, arrays
+
+    def _discard(self, layout: _Layout, key: str, reason: str) -> None:
+        """Report a corrupt entry in one line and remove it (its meta first: it is then absent)."""
+        entry = self._entry(key)
+        try:
+            for name in (META, *layout.files):
+                (entry / name).unlink(missing_ok=True)
+            outcome = "removed; it will be encoded again"
+        except OSError as err:
+            outcome = f"could not remove it ({_reason(err)}); delete {entry} or run with --cache refresh"
+        log.warning("embedding cache entry %s (%s): %s; %s", key[:12], entry, reason, outcome)
+
+    def _get_or_compute(self, layout: _Layout, key: str, items: Sequence[Item], compute: Callable[..., Any],
+                        info: dict[str, Any] | None) -> Arrays:
+        """What :meth:`contains` verified, else the entry read and verified under its lock (so a
+        concurrent writer is waited for, then loaded from), else a fresh encode into it."""
+        memo = self._verified.pop((layout.kind, key), None)
+        if memo is not None and self.policy is CachePolicy.USE and _same_items(memo[0], items):
+            self.hits += 1
+            return memo[1]
+        entry = self._entry(key)
+        with folder_lock(entry) as locked:  # waits while another process computes this entry
+            if self.policy is CachePolicy.USE:
+                try:
+                    found = self._verify(layout, key, items)
+                except CorruptFile as err:
+                    self._discard(layout, key, str(err))
+                    found = None
+                if found is not None:  # possibly just completed by the process we waited for
+                    self.hits += 1
+                    return found[1]
+            self.check_writable()
+            self.misses += 1
+            _clear(entry, keep_shards=self.policy is CachePolicy.USE, keep_temporary=not locked)
+            return self._compute(layout, key, items, compute, info)
+
+    def _compute(self, layout: _Layout, key: str, items: Sequence[Item], compute: Callable[..., Any],
+                 info: dict[str, Any] | None) -> Arrays:
+        """Encode shard by shard (resuming from verified shards), then write the entry, meta last."""
+        entry = self._entry(key)
+        parts = []
+        for index, start in enumerate(range(0, len(items), self.shard_size)):
             chunk = items[start:start + self.shard_size]
-            flat, counts = _flatten(compute(chunk), len(chunk))
-            write_npy(tokens_path, flat)
-            write_npy(lengths_path, counts)
-            tokens.append(flat)
-            lengths.append(counts)
-        dims = {t.shape[1] for t in tokens if t.shape[0]}
-        if len(dims) > 1:
-            raise VembedError(f"cache entry {key[:12]}: token dimension changed between shards ({sorted(dims)}); "
-                              "re-run with --cache refresh")
-        flat = np.concatenate(tokens) if tokens else np.zeros((0, 0), np.float32)
-        counts = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        write_npy(entry / "tokens.npy", flat)
-        write_npy(entry / "offsets.npy", offsets)
-        write_json(entry / "meta.json", {"key": key, "count": len(items), "multi_vector": True,
-                                         "tokens": int(offsets[-1]), **(meta or {})})
-        for shard_path in entry.glob("shard-*.npy"):
-            shard_path.unlink()
-        return _split(flat, offsets)
+            shard = self._resume_shard(layout, key, index, start, chunk)
+            if shard is None:
+                shard = layout.encode(compute, chunk)
+                self._write_shard(layout, key, index, start, chunk, shard)
+            parts.append(shard)
+        arrays = layout.combine(parts, key)
+        records = {name: _store_npy(entry / name, arrays[name]) for name in layout.files}
+        meta = {"format": FORMAT, "key": key, "kind": layout.kind, "count": len(items),
+                "item_ids": _ids_fingerprint(items), "files": records, "info": info or {}}
+        _store_json(entry / META, meta)
+        for shard_path in entry.glob("shard-*"):
+            shard_path.unlink(missing_ok=True)
+        return arrays
+
+    def _shard_paths(self, layout: _Layout, key: str, index: int) -> tuple[Path, dict[str, Path]]:
+        stem = self._entry(key) / f"shard-{index:06d}"
+        return stem.with_name(stem.name + ".json"), {part: stem.with_name(f"{stem.name}.{part}")
+                                                     for part in layout.shard_parts}
+
+    def _resume_shard(self, layout: _Layout, key: str, index: int, start: int,
+                      chunk: Sequence[Item]) -> Arrays | None:
+        """A shard left by an interrupted encode, if it verifies; a bad one is reported and removed."""
+        sidecar, paths = self._shard_paths(layout, key, index)
+        if not sidecar.exists() and not any(p.exists() for p in paths.values()):
+            return None
+        try:
+            if not sidecar.exists():
+                raise CorruptFile(f"{sidecar.name} is missing (an interrupted write or the old format)")
+            record = _read_record(sidecar, key)
+            if record.get("start") != start or record.get("count") != len(chunk) \
+                    or record.get("item_ids") != _ids_fingerprint(chunk):
+                raise CorruptFile(f"{sidecar.name} describes other items (a different shard size?)")
+            shard = {part: _read_file(path, record["files"].get(path.name)) for part, path in paths.items()}
+            problem = layout.check_shard(shard, len(chunk))
+            if problem:
+                raise CorruptFile(problem)
+        except CorruptFile as err:
+            for path in (sidecar, *paths.values()):
+                path.unlink(missing_ok=True)
+            log.warning("embedding cache entry %s (%s): shard %d: %s; encoding this shard again",
+                        key[:12], self._entry(key), index, err)
+            return None
+        log.info("resumed shard %s", sidecar.stem)
+        return shard
+
+    def _write_shard(self, layout: _Layout, key: str, index: int, start: int, chunk: Sequence[Item],
+                     shard: Arrays) -> None:
+        sidecar, paths = self._shard_paths(layout, key, index)
+        records = {path.name: _store_npy(path, shard[part]) for part, path in paths.items()}
+        record = {"format": FORMAT, "key": key, "start": start, "count": len(chunk),
+                  "item_ids": _ids_fingerprint(chunk), "files": records}
+        _store_json(sidecar, record)
+
+
+# -- records, files and errors ---------------------------------------------------------------------
+def _read_record(path: Path, key: str) -> dict[str, Any]:
+    """A meta.json or shard sidecar of entry ``key``, checked for the current format."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptFile(f"{path.name} is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CorruptFile(f"{path.name} is not valid JSON") from None
+    except OSError as err:
+        raise VembedError(f"cannot read the embedding cache file {path}: {_reason(err)}") from None
+    if not isinstance(record, dict):
+        raise CorruptFile(f"{path.name} is not a JSON object")
+    if record.get("format") != FORMAT or not isinstance(record.get("files"), dict):
+        raise CorruptFile(f"{path.name} is of an older cache format without checksums")
+    if record.get("key") != key:
+        raise CorruptFile(f"{path.name} belongs to entry {str(record.get('key'))[:12]}")
+    return record
+
+
+def _read_file(path: Path, record: Any) -> np.ndarray:
+    if not isinstance(record, dict):
+        raise CorruptFile(f"no checksum record for {path.name}")
+    try:
+        return read_checked_npy(path, record)
+    except FileNotFoundError:  # removed between stat and open
+        raise CorruptFile(f"{path.name} is missing") from None
+    except OSError as err:
+        raise VembedError(f"cannot read the embedding cache file {path}: {_reason(err)}") from None
+
+
+def _store_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
+    try:
+        return write_checked_npy(path, array)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
+def _store_json(path: Path, record: dict[str, Any]) -> None:
+    try:
+        write_json(path, record)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
+def _write_error(path: Path, err: OSError) -> VembedError:
+    """A failing disk mid-encode, in one actionable line (the atomic write left no partial file)."""
+    return VembedError(f"cannot write the embedding cache file {path}: {_reason(err)}; shards already "
+                       "written are kept and a re-run resumes from them; free space or fix permissions, "
+                       "or pass --cache-dir DIR or --cache off")
+
+
+def _reason(err: OSError) -> str:
+    name = errno.errorcode.get(err.errno or 0)
+    return f"{err.strerror or err}" + (f" [{name}]" if name else "")
+
+
+def _clear(entry: Path, *, keep_shards: bool, keep_temporary: bool) -> None:
+    """Empty an entry folder before encoding into it: a refresh drops the resumable shards too;
+    temporary files are those of killed writers unless someone may be writing unlocked."""
+    if not entry.is_dir():
+        return
+    for path in entry.iterdir():
+        if keep_shards and path.name.startswith("shard-") or keep_temporary and path.name.startswith("."):
+            continue
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as err:
+            raise VembedError(f"cannot clear the embedding cache folder {entry}: {_reason(err)}; "
+                              "fix its permissions or pass --cache-dir DIR") from None
+
+
+def _ids_fingerprint(items: Sequence[Item]) -> str:
+    return hashlib.sha256(json.dumps([item.id for item in items]).encode()).hexdigest()
+
+
+def _same_items(meta: dict[str, Any], items: Sequence[Item]) -> bool:
+    return meta.get("count") == len(items) and meta.get("item_ids") == _ids_fingerprint(items)
+
+
+# -- the two layouts -------------------------------------------------------------------------------
+def _one_dimension(matrices: list[np.ndarray], key: str, what: str) -> None:
+    dims = {m.shape[1] for m in matrices if m.shape[0]}
+    if len(dims) > 1:
+        raise VembedError(f"cache entry {key[:12]}: {what} dimension changed between shards "
+                          f"({sorted(dims)}); re-run with --cache refresh")
+
+
+def _encode_dense(compute: Callable[[Sequence[Item]], np.ndarray], chunk: Sequence[Item]) -> Arrays:
+    rows = np.ascontiguousarray(compute(chunk), dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[0] != len(chunk):
+        raise VembedError(f"encoder returned an array of shape {rows.shape} for {len(chunk)} items; "
+                          "it must return one row per item")
+    return {"npy": rows}
+
+
+def _combine_dense(parts: list[Arrays], key: str) -> Arrays:
+    shards = [p["npy"] for p in parts]
+    _one_dimension(shards, key, "embedding")
+    return {"embeddings.npy": np.concatenate(shards) if shards else np.zeros((0, 0), np.float32)}
+
+
+def _check_dense(arrays: Arrays, count: int) -> str | None:
+    rows = arrays["embeddings.npy"]
+    if rows.ndim == 2 and rows.shape[0] == count:
+        return None
+    return f"embeddings.npy has shape {rows.shape} for {count} items"
+
+
+def _check_dense_shard(parts: Arrays, count: int) -> str | None:
+    rows = parts["npy"]
+    if rows.ndim == 2 and rows.shape[0] == count:
+        return None
+    return f"shard has shape {rows.shape} for {count} items"
+
+
+def _encode_multi(compute: Callable[[Sequence[Item]], Sequence[np.ndarray]],
+                  chunk: Sequence[Item]) -> Arrays:
+    flat, counts = _flatten(compute(chunk), len(chunk))
+    return {"tokens.npy": flat, "lengths.npy": counts}
+
+
+def _combine_multi(parts: list[Arrays], key: str) -> Arrays:
+    tokens = [p["tokens.npy"] for p in parts]
+    _one_dimension(tokens, key, "token")
+    flat = np.concatenate(tokens) if tokens else np.zeros((0, 0), np.float32)
+    counts = np.concatenate([p["lengths.npy"] for p in parts]) if parts else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return {"tokens.npy": flat, "offsets.npy": offsets}
+
+
+def _check_multi(arrays: Arrays, count: int) -> str | None:
+    tokens, offsets = arrays["tokens.npy"], arrays["offsets.npy"]
+    if tokens.ndim != 2 or offsets.ndim != 1 or len(offsets) != count + 1:
+        return f"tokens {tokens.shape} / offsets {offsets.shape} do not fit {count} items"
+    if offsets[0] != 0 or offsets[-1] != tokens.shape[0] or np.any(np.diff(offsets) < 0):
+        return "offsets.npy does not partition the token rows"
+    return None
+
+
+def _check_multi_shard(parts: Arrays, count: int) -> str | None:
+    tokens, lengths = parts["tokens.npy"], parts["lengths.npy"]
+    if tokens.ndim != 2 or lengths.shape != (count,) or np.any(lengths < 0) \
+            or lengths.sum() != tokens.shape[0]:
+        return f"shard tokens {tokens.shape} / lengths {lengths.shape} do not fit {count} items"
+    return None
+
+
+_DENSE = _Layout("dense", ("embeddings.npy",), ("npy",), _encode_dense, _combine_dense,
+                 _check_dense, _check_dense_shard)
+_MULTI = _Layout("multi", ("tokens.npy", "offsets.npy"), ("tokens.npy", "lengths.npy"), _encode_multi,
+                 _combine_multi, _check_multi, _check_multi_shard)
 
 
 def _flatten(matrices: Sequence[np.ndarray], expected: int) -> tuple[np.ndarray, np.ndarray]:

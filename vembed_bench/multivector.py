@@ -22,9 +22,8 @@ ColQwen2 folder, ``--model-type colbert|colvision``, or an encoder object with
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 from vembed_bench.errors import VembedError
