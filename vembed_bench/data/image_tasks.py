@@ -26,7 +26,6 @@ from pathlib import Path
 from vembed_bench.data.cards import TaskCard
 from vembed_bench.data.data_root import locate_dataset
 from vembed_bench.data.images import resolve_image
-from vembed_bench.data.loading import register_loader
 from vembed_bench.data.types import Item, Qrels, TaskData
 from vembed_bench.errors import VembedError, where
 
@@ -57,7 +56,6 @@ I2T_CONVENTION = (
 )
 
 
-@register_loader("sop")
 def sop_loader(card: TaskCard, split: str) -> TaskData:
     """Stanford Online Products image-to-image retrieval for ``split`` (``test`` or ``train``)."""
     marker = f"Ebay_{split}.txt"
@@ -128,7 +126,6 @@ def load_sop(root: str | Path, split: str = "test", *, name: str = "sop_i2i") ->
     )
 
 
-@register_loader("karpathy")
 def karpathy_loader(card: TaskCard, split: str) -> TaskData:
     """Karpathy-split caption retrieval; ``params.direction`` is ``t2i`` or ``i2t``."""
     dataset = str(card.params.get("dataset", "flickr30k"))
@@ -233,7 +230,6 @@ def _image_folder(root: Path, image_dir: str | None, first: dict, json_path: Pat
     )
 
 
-@register_loader("beir_root")
 def beir_root_loader(card: TaskCard, split: str) -> TaskData:
     """A BEIR-layout folder under the data root (what ``vembed-bench prepare`` writes)."""
     from vembed_bench.data.beir import load_beir

@@ -5,7 +5,9 @@ tokenizer file, or a setting such as pooling or max_length. Names and paths are
 not enough (a folder can be overwritten by a new checkpoint), so we hash file
 contents. Hashing a 15 GB checkpoint takes about a minute, so each file's
 digest is remembered in a small JSON file keyed by (absolute path, size,
-mtime_ns); an unchanged file is never read twice.
+mtime_ns); an unchanged file is never read twice. The same file remembers a
+few other costly derived digests (:func:`remembered`), such as the state-dict
+digest of a folder's weights, keyed by the folder's content digest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 _CACHE_FILE = "fingerprints.json"
 _CHUNK = 1 << 20
@@ -67,6 +69,43 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def state_dict_digest(module: Any) -> str:
+    """sha256 over a torch module's parameter and buffer names, dtypes, shapes and bytes.
+
+    Used when there is no folder to hash (a model object built or modified in
+    memory). Tensors are viewed as raw bytes, so bf16 works without numpy support.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            raw = t.to("cpu").contiguous().reshape(-1).view(torch.uint8)
+            h.update(raw.numpy())  # buffer protocol: no extra copy
+    return h.hexdigest()
+
+
+def remembered(key: str, compute: Callable[[], Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """A small JSON record stored in the fingerprint cache under ``key``, computed once.
+
+    ``key`` must name everything the record depends on (e.g. a folder's content
+    digest and the library version); ``compute`` returning ``None`` is not stored.
+    """
+    cache_path = cache_dir() / _CACHE_FILE
+    entry = _read_cache(cache_path).get(key)
+    if isinstance(entry, dict):
+        return entry
+    value = compute()
+    if value is None:
+        return None
+    cache = _read_cache(cache_path)  # re-read: another process may have written meanwhile
+    cache[key] = dict(value)
+    _write_cache(cache_path, cache)
+    return dict(value)
 
 
 def combine(kind: str, content: str, settings: Mapping[str, Any]) -> str:
