@@ -180,7 +180,8 @@ class STEncoder(TextEncoderBase):
     def input_key(self, item: Item, role: str) -> str:
         """The (prompt, text) pair the library receives (prompt-aware pooling tells them apart),
         and the role when a Router sends queries and documents through different modules."""
-        texts, prefix = split_prefix([item], self.prompts[check_role(role)], encoder=f"{self.name} ({self.kind})")
+        prompt = self.prompts[check_role(role)]
+        texts, prefix = split_prefix([item], prompt, encoder=f"{self.name} ({self.kind})")
         return text_key(texts[0], prefix=prefix, role=role if self.role_specific else None, pair=True)
 
     # -- provenance ------------------------------------------------------------------------
@@ -195,6 +196,9 @@ class STEncoder(TextEncoderBase):
             # Without a folder the module chain (pooling, dense, normalize) is only
             # visible in the model's repr, which lists each module's config.
             settings["modules"] = repr(self.model)
+        truncate_dim = getattr(self.model, "truncate_dim", None)
+        if truncate_dim is not None:  # set on an object in memory: fewer dimensions than its folder's
+            settings["truncate_dim"] = truncate_dim
         return settings
 
     def describe(self) -> dict[str, Any]:
