@@ -67,7 +67,11 @@ def _resolve(base: str, device: str | None) -> SearchBackend:
     if base == "auto":
         if device is not None:
             raise VembedError(f"search backend 'auto' takes no device, got 'auto:{device}'")
-        return _resolve(available_backends()[0], None)
+        # The first available one; later ones are not even asked (asking torch imports it).
+        first = SEARCH_BACKENDS.find(lambda entry: entry.load().available())
+        if first is None:
+            raise VembedError("no search backend is available here; install numpy, faiss or torch")
+        return _resolve(first.name, None)
     if base not in SEARCH_BACKENDS:
         raise _unknown(base)
     return SEARCH_BACKENDS.get(base).create(device)
