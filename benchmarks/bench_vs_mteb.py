@@ -52,7 +52,7 @@ t0 = time.perf_counter()
 from pathlib import Path
 import mteb
 from sentence_transformers import SentenceTransformer
-from vembed_bench.integrations.mteb_local import beir_as_mteb_task
+from vembed_bench.data.mteb_local import beir_as_mteb_task
 t1 = time.perf_counter()
 folder, model_path, split = sys.argv[1], sys.argv[2], sys.argv[3]
 task = beir_as_mteb_task(Path(folder), name="LocalBeirBench", split=split)

@@ -44,6 +44,7 @@ class _AllPoolings:
 
     def __init__(self, folder, attention, append_eos, max_length):
         from vembed_bench.encoders.llm_encoder import LLMEncoder
+        from vembed_bench.options import EncoderOptions
 
         outer = self
 
@@ -78,8 +79,8 @@ class _AllPoolings:
 
         self.append_eos = append_eos
         self.modes = [m for m in POOLINGS if (m == "eos") == append_eos or (append_eos and attention == "causal")]
-        self.encoder = Encoder(folder, pooling="skip_instruction", attention=attention,
-                               max_length=max_length, show_progress=False)
+        self.encoder = Encoder(folder, EncoderOptions(pooling="skip_instruction", attention=attention,
+                                                      max_length=max_length, show_progress=False))
 
     def encode(self, data, batch_size):
         q = self.encoder.encode_queries(data.queries, batch_size=batch_size)

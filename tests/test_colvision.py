@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from vembed_bench.data.types import Item
+from vembed_bench.options import EncoderOptions
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,7 +62,8 @@ def test_colqwen2_tokens_and_maxsim_match_direct_forward(tiny_colqwen: Path) -> 
     from vembed_bench.encoders.colvision import ColVisionEncoder
     from vembed_bench.search.maxsim import maxsim_search
 
-    enc = ColVisionEncoder(tiny_colqwen, processor=tiny_colqwen / "processor", show_progress=False, device="cpu")
+    enc = ColVisionEncoder(tiny_colqwen, EncoderOptions(processor=tiny_colqwen / "processor", show_progress=False,
+                                                      device="cpu"))
     queries = [Item("q1", "a red square"), Item("q2", "blue cat photo")]
     docs = [Item("d1", image=tiny_colqwen / "red.png"), Item("d2", image=tiny_colqwen / "blue.png"),
             Item("d3", "a red square")]

@@ -35,6 +35,7 @@ from vembed_bench.encoders.hf_encoder import HFEncoder  # noqa: E402
 from vembed_bench.encoders.loader import detect_model_type, load_encoder  # noqa: E402
 from vembed_bench.encoders.st_encoder import STEncoder  # noqa: E402
 from vembed_bench.encoders.text_inputs import format_item, resolve_prompts  # noqa: E402
+from vembed_bench.options import EncoderOptions  # noqa: E402
 
 MINILM = Path(minilm.get_model_path())
 
@@ -112,7 +113,7 @@ def tiny_reference(tiny_bert):
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tiny_bert) -> HFEncoder:
-    return HFEncoder(tiny_bert, show_progress=False)
+    return HFEncoder(tiny_bert, EncoderOptions(show_progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +211,7 @@ def test_tiny_hf_encoder_order_across_chunks(tiny_bert, tiny_reference, monkeypa
     monkeypatch.setattr(hf_module, "_CHUNK", 3)  # force several tokenizer chunks
     # A 20-token budget makes batches of 1 to 2 texts of varying size.
     enc = HFEncoder(
-        tiny_bert, pooling="mean", max_length=16, max_batch_tokens=20, show_progress=False
+        tiny_bert, EncoderOptions(pooling="mean", max_length=16, max_batch_tokens=20, show_progress=False)
     )
     got = enc.encode_queries(items(TEXTS), batch_size=2)
     want = tiny_reference(TEXTS, pooling_mode="mean", max_length=16)
@@ -231,7 +232,7 @@ def test_token_budget_batches_cover_everything_in_order():
 
 
 def test_hf_prompt_equals_prepended_text(tiny_encoder, tiny_bert):
-    enc = HFEncoder(tiny_bert, query_prompt="query: ", show_progress=False)
+    enc = HFEncoder(tiny_bert, EncoderOptions(query_prompt="query: ", show_progress=False))
     got = enc.encode_queries(items(TEXTS[:3]))
     plain = tiny_encoder.encode_queries(items(["query: " + t for t in TEXTS[:3]]))
     np.testing.assert_allclose(got, plain, atol=1e-6)
@@ -447,7 +448,7 @@ def test_fingerprint_tracks_content_and_settings(tiny_bert, tmp_path, monkeypatc
     (folder / "config.json").write_text(json.dumps(config))
     assert folder_digest(folder) != digest
 
-    a = HFEncoder(folder, pooling="cls", show_progress=False)
-    b = HFEncoder(folder, pooling="mean", show_progress=False)
-    c = HFEncoder(folder, pooling="cls", max_length=16, show_progress=False)
+    a = HFEncoder(folder, EncoderOptions(pooling="cls", show_progress=False))
+    b = HFEncoder(folder, EncoderOptions(pooling="mean", show_progress=False))
+    c = HFEncoder(folder, EncoderOptions(pooling="cls", max_length=16, show_progress=False))
     assert len({a.fingerprint(), b.fingerprint(), c.fingerprint()}) == 3

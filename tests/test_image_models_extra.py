@@ -232,6 +232,16 @@ def test_lora_adapter_folder_loads_on_its_base(tmp_path, images):
     assert adapted.fingerprint() != plain.fingerprint()
     assert adapted.describe()["base_model"].endswith("dino")
 
+    # Identity without loading: the adapter's files and its base's weights, as the loaded encoder says.
+    from vembed_bench.encoders.fingerprint import folder_digest
+    from vembed_bench.encoders.identity import model_identity
+
+    identity = model_identity(str(tmp_path / "adapter"))
+    assert identity.weights_digest == adapted.weights_digest()
+    assert identity.weights_digest not in (None, plain.weights_digest(), folder_digest(tmp_path / "adapter"))
+    assert plain.weights_digest() == folder_digest(base)
+    assert identity.name == adapted.name == "adapter"
+
 
 def test_open_clip_folder_matches_open_clip_reference(tmp_path, images):
     open_clip = pytest.importorskip("open_clip")

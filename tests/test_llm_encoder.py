@@ -27,6 +27,7 @@ from tests.llm_fixtures import make_gpt2, make_llm  # noqa: E402
 from vembed_bench.encoders.llm_encoder import LLMEncoder  # noqa: E402
 from vembed_bench.encoders.llm_pooling import llm_pool, position_weights  # noqa: E402
 from vembed_bench.encoders.loader import detect_model_type, load_encoder  # noqa: E402
+from vembed_bench.options import EncoderOptions  # noqa: E402
 
 TEXTS = ["how do i sort a list in python", "what is the gil", "read file"]
 
@@ -40,7 +41,7 @@ def llm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _llm(folder: Path, **options) -> LLMEncoder:
-    return LLMEncoder(folder, tokenizer=folder / "tokenizer", show_progress=False, **options)
+    return LLMEncoder(folder, EncoderOptions(tokenizer=folder / "tokenizer", show_progress=False, **options))
 
 
 # -- pooling against hand computations ------------------------------------------------------

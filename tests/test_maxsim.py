@@ -14,6 +14,7 @@ import pytest
 
 from vembed_bench.data.types import Item
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 from vembed_bench.search.maxsim import exact_scores, maxsim_search
 
 
@@ -117,7 +118,7 @@ def test_colbert_tokens_match_manual_projection(colbert_dir: Path) -> None:
 
     from vembed_bench.encoders.colbert import ColBERTEncoder
 
-    enc = ColBERTEncoder(colbert_dir, show_progress=False, device="cpu")
+    enc = ColBERTEncoder(colbert_dir, EncoderOptions(show_progress=False, device="cpu"))
     texts = ["why do cats purr", "bread rise", "rockets burn fuel to reach orbit all day"]
     got = enc.encode_tokens(texts, batch_size=2)
     model = transformers.AutoModel.from_pretrained(colbert_dir).eval()

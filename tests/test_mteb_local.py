@@ -90,7 +90,7 @@ def test_mteb_ndcg_matches_independent_pytrec_eval(tmp_path: Path, monkeypatch: 
     mteb = pytest.importorskip("mteb")  # here, not at module level: MTEB_CACHE must be set first
     from sentence_transformers import SentenceTransformer
 
-    from vembed_bench.integrations.mteb_local import beir_as_mteb_task
+    from vembed_bench.data.mteb_local import beir_as_mteb_task
 
     root = write_beir(
         tmp_path / "beir",
@@ -118,7 +118,7 @@ def test_mteb_ndcg_matches_independent_pytrec_eval(tmp_path: Path, monkeypatch: 
 
 def test_missing_split_is_a_one_line_error(tmp_path: Path):
     from vembed_bench.errors import VembedError
-    from vembed_bench.integrations.mteb_local import beir_as_mteb_task
+    from vembed_bench.data.mteb_local import beir_as_mteb_task
 
     root = write_beir(tmp_path / "beir", corpus=[{"_id": "d", "text": "x"}],
                       queries=[{"_id": "q", "text": "y"}], qrels={"test": [("q", "d", 1)]})

@@ -51,7 +51,7 @@ def test_pipeline_and_mteb_agree_and_export_round_trips(tmp_path: Path, mteb_env
     from mteb.results import TaskResult
 
     from vembed_bench.encoders.loader import load_encoder
-    from vembed_bench.integrations.mteb_local import beir_as_mteb_task
+    from vembed_bench.data.mteb_local import beir_as_mteb_task
     from vembed_bench.integrations.mteb_tasks import as_mteb_model, export_mteb
 
     card = _card(tmp_path)

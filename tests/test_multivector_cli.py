@@ -18,6 +18,7 @@ from conftest import write_beir
 from vembed_bench.cache import CachePolicy, EmbeddingCache
 from vembed_bench.data.types import Item
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 WORDS = ("why do cats purr how rockets reach space bread rise yeast makes gas burn fuel orbit sleep all day "
          "dogs bark loud stars shine night").split()
@@ -98,7 +99,8 @@ def test_cli_runs_colbert_exact_then_hits_the_cache(colbert_dir: Path, task: Pat
     from vembed_bench.encoders.colbert import ColBERTEncoder
 
     data = load_task(resolve_card(str(task)), "test")
-    fresh = ColBERTEncoder(colbert_dir, show_progress=False, device="cpu").encode_documents_multi(data.corpus)
+    options = EncoderOptions(show_progress=False, device="cpu")
+    fresh = ColBERTEncoder(colbert_dir, options).encode_documents_multi(data.corpus)
     store = EmbeddingCache(tmp_path / "cache" / "embeddings")
     entries = [p.parent.name for p in (tmp_path / "cache" / "embeddings").rglob("offsets.npy")]
     assert len(entries) == 2

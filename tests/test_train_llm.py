@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.llm_fixtures import make_llm  # noqa: E402
 from vembed_bench.data.types import Item  # noqa: E402
 from vembed_bench.errors import VembedError  # noqa: E402
+from vembed_bench.options import EncoderOptions  # noqa: E402
 
 # Different lengths (padding matters); the last one is longer than max_length (truncation).
 TEXTS = [
@@ -75,12 +76,12 @@ def test_training_forward_equals_eval_encoder(llama: Path, pooling: str) -> None
 
     model = build_model(_recipe(llama, pooling))
     got = _train_forward(model, TEXTS)
-    encoder = LLMEncoder(llama, pooling=pooling, attention="bidirectional", max_length=12,
-                         query_prompt="", show_progress=False)
+    encoder = LLMEncoder(llama, EncoderOptions(pooling=pooling, attention="bidirectional", max_length=12,
+                                               query_prompt="", show_progress=False))
     expected = encoder.encode_texts(TEXTS, batch_size=2)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # Bidirectional really is on in training: the causal encoder gives other vectors.
-    causal = LLMEncoder(llama, pooling=pooling, max_length=12, query_prompt="", show_progress=False)
+    causal = LLMEncoder(llama, EncoderOptions(pooling=pooling, max_length=12, query_prompt="", show_progress=False))
     assert np.abs(got - causal.encode_texts(TEXTS)).max() > 1e-3
 
 

@@ -33,7 +33,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from vembed_bench.cache_home import default_cache_dir
 from vembed_bench.errors import VembedError
@@ -91,6 +91,28 @@ def file_digests(paths: Iterable[str | Path], memo: Path | None = None) -> list[
     if fresh:
         _write_memo(memo, fresh)
     return digests
+
+
+def remembered(key: str, compute: Callable[[], Mapping[str, Any] | None],
+               memo: Path | None = None) -> dict[str, Any] | None:
+    """A small JSON record kept in the same memo under ``key``, computed once.
+
+    ``key`` must name everything the record depends on (e.g. a folder's content
+    digest and the library version); ``compute`` returning ``None`` is not stored.
+    """
+    memo = memo or memo_path()
+    entries = _LOADED.get(memo)
+    if entries is None:
+        entries = _LOADED[memo] = _read_memo(memo)
+    entry = entries.get(key)
+    if isinstance(entry, dict):
+        return dict(entry)
+    value = compute()
+    if value is None:
+        return None
+    entries[key] = dict(value)
+    _write_memo(memo, {key: dict(value)})
+    return dict(value)
 
 
 def _signature(path: Path) -> tuple[str, dict[str, int]]:

@@ -71,7 +71,7 @@ class EncoderOptions:
     # image models
     num_workers: int | None = None
     skip_bad_images: bool = False
-    # text models on CPU: padded tokens per batch
+    # text models: padded tokens per batch (None: a bound on CPU, none elsewhere; 0: no bound)
     max_batch_tokens: int | None = None
     # decoder LLMs
     attention: str | None = None
@@ -86,7 +86,11 @@ class EncoderOptions:
 
     def __post_init__(self) -> None:
         _positive("max_length", self.max_length, "--max-length")
-        _positive("max_batch_tokens", self.max_batch_tokens, "max_batch_tokens")
+        if self.max_batch_tokens is not None and (isinstance(self.max_batch_tokens, bool)
+                                                  or not isinstance(self.max_batch_tokens, int)
+                                                  or self.max_batch_tokens < 0):
+            raise VembedError(f"max_batch_tokens {self.max_batch_tokens!r} must be 0 (no cap) or a "
+                              "positive number of padded tokens per batch")
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
             raise VembedError(f"--image-workers {self.num_workers!r} must be 0 or a positive integer")
         _choice("attention", self.attention, ATTENTION_MODES, "--attention")

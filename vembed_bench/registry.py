@@ -4,8 +4,10 @@ Task loaders, encoder types (dense and multi-vector), losses, search backends
 and training backends are each a :class:`Registry`: a name (plus aliases) maps
 to an object, given either directly (``@LOADERS.register("beir")`` on a
 function or class) or lazily as ``"module:attribute"`` (``LOSSES.lazy("infonce",
-"vembed_bench.train.losses.infonce:InfoNCELoss")``), so that registering costs
-no import and ``vembed-bench --help`` never imports torch. Each entry may carry
+"vembed_bench.train.losses.infonce:InfoNCELoss")``), or as ``"module"`` when the
+module itself is the plugin (a training backend module with ``build`` and
+``eval_options``), so that registering costs no import and ``vembed-bench --help``
+never imports torch. Each entry may carry
 metadata (an encoder type's folder detector, whether it is multi-vector), and
 entries keep their registration order, which is the order detectors run in.
 
@@ -37,7 +39,8 @@ class Entry(Generic[T]):
         """The registered object, importing its module the first time."""
         if isinstance(self.target, str):
             module, _, attribute = self.target.partition(":")
-            self.target = getattr(importlib.import_module(module), attribute)
+            loaded = importlib.import_module(module)
+            self.target = getattr(loaded, attribute) if attribute else loaded
         return self.target  # type: ignore[return-value]
 
 
@@ -67,9 +70,10 @@ class Registry(Generic[T]):
 
     def lazy(self, name: str, target: str, *, aliases: tuple[str, ...] = (), first: bool = False,
              **meta: Any) -> None:
-        """Register ``"module:attribute"``, imported on first :meth:`get`."""
-        if ":" not in target:
-            raise ValueError(f"lazy target {target!r} must look like 'module:attribute'")
+        """Register ``"module:attribute"`` (or a whole ``"module"``), imported on first :meth:`get`."""
+        module, _, attribute = target.partition(":")
+        if not module or (":" in target and not attribute):
+            raise ValueError(f"lazy target {target!r} must look like 'module:attribute' or 'module'")
         self._add(Entry(name, target, tuple(aliases), meta), first)
 
     def _add(self, entry: Entry[T], first: bool) -> None:

@@ -27,7 +27,6 @@ from vembed_bench.data.cards import TaskCard
 from vembed_bench.data.data_root import locate_dataset
 from vembed_bench.data.files import read_text, read_text_lines
 from vembed_bench.data.images import resolve_image
-from vembed_bench.data.loading import register_loader
 from vembed_bench.data.paths import require_plain_name
 from vembed_bench.data.types import Item, Qrels, TaskData
 from vembed_bench.errors import VembedError, where
@@ -59,7 +58,6 @@ I2T_CONVENTION = (
 )
 
 
-@register_loader("sop")
 def sop_loader(card: TaskCard, split: str) -> TaskData:
     """Stanford Online Products image-to-image retrieval for ``split`` (``test`` or ``train``)."""
     marker = f"Ebay_{split}.txt"
@@ -141,7 +139,6 @@ def load_sop(root: str | Path, split: str = "test", *, name: str = "sop_i2i") ->
     )
 
 
-@register_loader("karpathy")
 def karpathy_loader(card: TaskCard, split: str) -> TaskData:
     """Karpathy-split caption retrieval; ``params.direction`` is ``t2i`` or ``i2t``."""
     dataset = require_plain_name(str(card.params.get("dataset", "flickr30k")), str(card.path or card.name),
@@ -257,7 +254,6 @@ def _image_folder(root: Path, image_dir: str | None, first: dict, json_path: Pat
     )
 
 
-@register_loader("beir_root")
 def beir_root_loader(card: TaskCard, split: str) -> TaskData:
     """A BEIR-layout folder under the data root (what ``vembed-bench prepare`` writes)."""
     from vembed_bench.data.beir import load_beir

@@ -1,7 +1,9 @@
 """From a task card to :class:`TaskData`: the loader registry and query sampling.
 
-Loaders are looked up by the card's ``loader`` name. Later task families (SOP,
-Flickr30k, mteb, MMEB) register theirs with :func:`register_loader`.
+Loaders are entries of :data:`LOADERS`, looked up by the card's ``loader``
+name. The built-in ones are declared below, lazily (``"module:function"``), so
+importing this module (and the CLI's ``--help``) stays light; plugins add
+theirs with ``LOADERS.register`` / ``LOADERS.lazy`` (or :func:`register_loader`).
 """
 
 from __future__ import annotations
@@ -16,31 +18,31 @@ from vembed_bench.data.beir import load_beir
 from vembed_bench.data.cards import TaskCard, resolve_param_path
 from vembed_bench.data.types import Item, TaskData
 from vembed_bench.errors import VembedError
+from vembed_bench.registry import Registry
 
 Loader = Callable[[TaskCard, str], TaskData]
-_LOADERS: dict[str, Loader] = {}
-# Modules whose import registers more loaders; imported on first lookup so that
-# importing this module (and the CLI's --help) stays light.
-_BUILTIN_LOADER_MODULES = ("vembed_bench.data.image_tasks",
-                           "vembed_bench.integrations.mteb_tasks", "vembed_bench.data.mmeb")
+LOADERS: Registry[Loader] = Registry("loader")
+"""``loader: NAME`` in a task card -> ``loader(card, split) -> TaskData``."""
 
 
 def register_loader(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: make ``loader: NAME`` in a task card call this function."""
-
-    def wrap(fn: Loader) -> Loader:
-        _LOADERS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: make ``loader: NAME`` in a task card call this function (``LOADERS.register``)."""
+    return LOADERS.register(name)
 
 
-@register_loader("beir")
+@LOADERS.register("beir")
 def _beir_loader(card: TaskCard, split: str) -> TaskData:
     if "path" not in card.params:
         raise VembedError(f"{card.path}: a 'beir' card needs params.path (the dataset folder)")
     root = resolve_param_path(str(card.params["path"]), card)
     return load_beir(root, split, name=card.name, exclude_self=card.exclude_self)
+
+
+LOADERS.lazy("sop", "vembed_bench.data.image_tasks:sop_loader")
+LOADERS.lazy("karpathy", "vembed_bench.data.image_tasks:karpathy_loader")
+LOADERS.lazy("beir_root", "vembed_bench.data.image_tasks:beir_root_loader")
+LOADERS.lazy("mmeb", "vembed_bench.data.mmeb:mmeb_loader")
+LOADERS.lazy("mteb", "vembed_bench.data.mteb_loader:mteb_loader")
 
 
 def load_task(card: TaskCard, split: str | None = None, *, limit: int | None = None, seed: int = 0) -> TaskData:
@@ -51,17 +53,10 @@ def load_task(card: TaskCard, split: str | None = None, *, limit: int | None = N
     split = split or card.splits[0]
     if split not in card.splits:
         raise VembedError(f"task '{card.name}' has no split '{split}'; splits: {', '.join(card.splits)}")
-    if card.loader not in _LOADERS:
-        import importlib
-
-        for module in _BUILTIN_LOADER_MODULES:
-            importlib.import_module(module)
-    loader = _LOADERS.get(card.loader)
-    if loader is None:
-        raise VembedError(
-            f"{card.path or card.name}: unknown loader '{card.loader}'; known: {', '.join(sorted(_LOADERS))}"
-        )
-    data = loader(card, split)
+    if card.loader not in LOADERS:
+        known = ", ".join(sorted(LOADERS.names()))
+        raise VembedError(f"{card.path or card.name}: unknown loader '{card.loader}'; known: {known}")
+    data = LOADERS.get(card.loader)(card, split)
     limit = limit if limit is not None else card.limit
     return sample_queries(data, limit, seed) if limit else data
 

@@ -32,7 +32,6 @@ from typing import Any, Mapping
 
 from vembed_bench.data.cards import TaskCard, resolve_param_path
 from vembed_bench.data.files import REENCODE, warn_empty_items
-from vembed_bench.data.loading import register_loader
 from vembed_bench.data.paths import require_plain_name, resolve_inside
 from vembed_bench.data.types import Item, TaskData
 from vembed_bench.errors import VembedError
@@ -75,8 +74,8 @@ def _root(card: TaskCard) -> Path:
     return base / "MMEB-eval" if (base / "MMEB-eval").is_dir() else base
 
 
-@register_loader("mmeb")
-def _mmeb_loader(card: TaskCard, split: str) -> TaskData:
+def mmeb_loader(card: TaskCard, split: str) -> TaskData:
+    """``loader: mmeb``: the MMEB-eval dataset ``params.dataset``, each query with its candidates."""
     dataset = card.params.get("dataset")
     if not isinstance(dataset, str) or not dataset:
         raise VembedError(f"{card.path or card.name}: an 'mmeb' card needs params.dataset (e.g. ImageNet-1K)")

@@ -5,8 +5,8 @@ and ``adapter_model.safetensors``. The base is loaded with its own detected
 type (CLIP, vision backbone, timm, Hugging Face text, ...), the adapter is
 applied to the base encoder's ``model`` with ``PeftModel.from_pretrained``
 and merged (``merge_and_unload``), so inference runs at the base model's
-speed. The fingerprint covers the base *and* the adapter files, so two
-adapters on one base never share cached embeddings.
+speed. The fingerprint and the weights digest cover the base *and* the
+adapter files, so two adapters on one base never share cached embeddings.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from vembed_bench.encoders.fingerprint import combine, folder_digest
+from vembed_bench.encoders.identity import adapter_weights_digest
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,15 +39,18 @@ def base_model_path(folder: Path) -> str:
     return str(local) if local.is_dir() else str(base)
 
 
-def load_adapter_encoder(source: str | Path, *, folder: str | Path | None = None, name: str | None = None,
-                         **options: Any):
-    """Load the base model's encoder, apply and merge the adapter, re-key the fingerprint."""
+def load_adapter_encoder(source: str | Path, options: EncoderOptions = EncoderOptions(), *,
+                         folder: Path | None = None) -> Any:
+    """Load the base model's encoder, apply and merge the adapter, re-key the fingerprint.
+
+    The options go to the base model's type (detected from the base folder).
+    """
     from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.encoders.naming import display_name
 
     folder = Path(folder) if folder is not None else Path(source)
     base = base_model_path(folder)
-    options = {k: v for k, v in options.items() if v is not None}
-    encoder = load_encoder(base, name=name or folder.name, **options)
+    encoder = load_encoder(base, options.with_(model_type=None, name=options.name or display_name(folder)))
     model = getattr(encoder, "model", None)
     if model is None or not hasattr(model, "named_modules"):
         raise VembedError(f"{folder}: the base model's encoder ({type(encoder).__name__}) exposes no torch "
@@ -61,7 +66,9 @@ def load_adapter_encoder(source: str | Path, *, folder: str | Path | None = None
         raise VembedError(f"{folder}: cannot apply the adapter to {base}: {first}") from None
     encoder.model = merged.eval()
     base_fp = encoder.fingerprint()
-    encoder._fingerprint = combine("peft-adapter", folder_digest(folder), {"base": base_fp})
+    adapter_digest = folder_digest(folder)
+    encoder._fingerprint = combine("peft-adapter", adapter_digest, {"base": base_fp})
+    encoder._weights_digest = adapter_weights_digest(adapter_digest, encoder.weights_digest())
     describe = encoder.describe
 
     def describe_with_adapter() -> dict[str, Any]:

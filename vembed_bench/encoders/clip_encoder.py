@@ -17,10 +17,10 @@ import numpy as np
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import HFImageTransform, Transform
-from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.runtime import torch_dtype
 from vembed_bench.encoders.text_inputs import resolve_prompts
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 
 class CLIPEncoder(ImageEncoderBase):
@@ -31,39 +31,21 @@ class CLIPEncoder(ImageEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        num_workers: int | None = None,
-        skip_bad_images: bool = False,
+        folder: Path | None = None,
     ) -> None:
         super().__init__()
-        if pooling is not None:
+        if options.pooling is not None:
             raise VembedError("--pooling does not apply to CLIP/SigLIP models: each tower has its own head")
-        self.source = str(source)
-        self.folder = Path(folder) if folder is not None else Path(source)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.num_workers = num_workers
-        self.skip_bad_images = skip_bad_images
-        self.trust_remote_code = trust_remote_code
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.prompts = resolve_prompts(query_prompt, document_prompt, {})
+        self._locate_images(source, folder, options)
+        self.prompts = resolve_prompts(options.query_prompt, options.document_prompt, {})
         cfg = folders.hf_config(self.folder) or {}
         self.model_type = str(cfg.get("model_type", "clip")).lower()
         self._load()
         text_cfg = self.model.config.text_config
         limit = int(getattr(text_cfg, "max_position_embeddings", 77) or 77)
-        self.max_length = min(int(max_length), limit) if max_length else limit
+        self.max_length = min(int(options.max_length), limit) if options.max_length else limit
         self.pad_to_max = self.model_type.startswith("siglip")
         self.dim = getattr(self.model.config, "projection_dim", None) or getattr(
             text_cfg, "projection_size", None) or getattr(text_cfg, "hidden_size", None)

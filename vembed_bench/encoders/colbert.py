@@ -24,6 +24,7 @@ from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, format_items
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 _PROJECTIONS = (("colbert_linear.safetensors", "weight"), ("1_Dense/model.safetensors", "linear.weight"))
 
@@ -34,9 +35,15 @@ class ColBERTEncoder(HFEncoder):
     kind = "colbert"
     multi_vector = True
 
-    def __init__(self, source: str | Path, **options: Any) -> None:
-        options.setdefault("pooling", "cls")  # unused: every token is kept
-        super().__init__(source, **options)
+    def __init__(self, source: str | Path, options: EncoderOptions = EncoderOptions(), *,
+                 folder: Path | None = None, **legacy_options: Any) -> None:
+        """``legacy_options``: the keyword form ``vembed_bench.multivector`` still uses; remove with it."""
+        from vembed_bench.encoders.loader import as_options
+
+        options = as_options(options, legacy_options)
+        if options.pooling is None:
+            options = options.with_(pooling="cls")  # unused: every token is kept
+        super().__init__(source, options, folder=folder)
         self.projection = self._load_projection()
         self.dim = int(self.projection.shape[0]) if self.projection is not None else self.dim
 

@@ -21,19 +21,16 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
-from vembed_bench.encoders.fingerprint import folder_digest
-from vembed_bench.encoders.runtime import library_versions, pick_device, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.input_keys import check_role, image_key, text_key
+from vembed_bench.encoders.multivector_types import is_colvision_folder  # noqa: F401 - its old home
+from vembed_bench.encoders.runtime import library_versions, torch_dtype
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, item_text, with_instruction
 from vembed_bench.encoders.vlm_encoder import load_rgb
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 _CLASSES = {"colpali": "ColPaliForRetrieval", "colqwen2": "ColQwen2ForRetrieval"}
-
-
-def is_colvision_folder(folder: Path) -> bool:
-    cfg = folders.hf_config(folder)
-    return bool(cfg) and str(cfg.get("model_type", "")).lower() in _CLASSES
 
 
 class ColVisionEncoder(TextEncoderBase):
@@ -42,24 +39,28 @@ class ColVisionEncoder(TextEncoderBase):
     kind = "colvision"
     multi_vector = True
 
-    def __init__(self, source: str | Path, *, folder: str | Path | None = None, name: str | None = None,
-                 processor: str | Path | None = None, device: str | None = None, dtype: str | None = None,
-                 show_progress: bool = True, **_: Any) -> None:
+    def __init__(self, source: str | Path, options: EncoderOptions = EncoderOptions(), *,
+                 folder: Path | None = None, **legacy_options: Any) -> None:
+        """``legacy_options``: the keyword form ``vembed_bench.multivector`` still uses; remove with it."""
         import transformers
 
-        self.source = str(source)
-        self.folder = Path(folder) if folder is not None else (Path(source) if Path(source).is_dir() else None)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
+        from vembed_bench.encoders.loader import as_options
+
+        options = as_options(options, legacy_options)
+        for name in ("pooling", "query_prompt", "document_prompt", "max_length"):
+            if getattr(options, name) is not None:
+                raise VembedError(f"--{name.replace('_', '-')} does not apply to ColPali/ColQwen2 models: "
+                                  "their processor adds the model's own prompts")
+        self._locate(source, folder, options)
         self.prompts = {QUERY: "", DOCUMENT: ""}
         cfg = folders.hf_config(self.folder) if self.folder is not None else None
         model_type = str((cfg or {}).get("model_type", "")).lower()
         if model_type not in _CLASSES:
             raise VembedError(f"{self.source} is not a ColPali/ColQwen2 checkpoint (model_type {model_type!r})")
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self._place(options)
         model_cls = getattr(transformers, _CLASSES[model_type])
-        self.processor = transformers.AutoProcessor.from_pretrained(str(processor) if processor else self.source)
+        self.processor = transformers.AutoProcessor.from_pretrained(
+            str(options.processor) if options.processor else self.source)
         self.model = model_cls.from_pretrained(self.source, dtype=torch_dtype(self.dtype)).to(self.device).eval()
         self.dim = int(getattr(self.model.config, "embedding_dim", 0)) or None
 
@@ -83,8 +84,7 @@ class ColVisionEncoder(TextEncoderBase):
                     if kind == "image":
                         inputs = self.processor(images=[load_rgb(items[i].image) for i in sel], return_tensors="pt")
                     else:
-                        texts = [with_instruction(item_text(items[i]), items[i].instruction) for i in sel]
-                        inputs = self.processor(text=texts, return_tensors="pt")
+                        inputs = self.processor(text=[self._text(items[i]) for i in sel], return_tensors="pt")
                     inputs = {k: v.to(self.device) for k, v in inputs.items()}
                     emb = self.model(**inputs).embeddings.float()
                     mask = inputs["attention_mask"].bool()
@@ -92,14 +92,19 @@ class ColVisionEncoder(TextEncoderBase):
                         out[i] = emb[r][mask[r]].cpu().numpy()
         return out  # type: ignore[return-value]
 
+    @staticmethod
+    def _text(item: Item) -> str:
+        return with_instruction(item_text(item), item.instruction)
+
+    def input_key(self, item: Item, role: str) -> str:
+        """A page image's content digest (the image alone is embedded), else the query text;
+        both roles take the same path."""
+        check_role(role)
+        return image_key(item.image) if item.image is not None else text_key(self._text(item))
+
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         raise VembedError(f"{self.name} is a multi-vector (late interaction) model; "
                           "evaluate it with vembed_bench.multivector.evaluate_multivector")
-
-    def _content_digest(self) -> str:
-        if self.folder is None:
-            raise VembedError(f"cannot fingerprint {self.source}: its files are not on disk")
-        return folder_digest(self.folder)
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "name": self.name, "path": self.source, "multi_vector": True,

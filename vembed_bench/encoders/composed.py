@@ -28,8 +28,10 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders.image_base import ImageEncoderBase
-from vembed_bench.encoders.text_base import check_batch_size, default_name
+from vembed_bench.encoders.input_keys import text_key
+from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 CONFIG_FILE = "composed.json"
 PROJECTIONS_FILE = "projections.safetensors"
@@ -47,22 +49,15 @@ class ComposedEncoder(ImageEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        show_progress: bool = True,
-        device: str | None = None,
-        dtype: str | None = None,
-        num_workers: int | None = None,
-        skip_bad_images: bool = False,
-        **text_options: Any,
+        folder: Path | None = None,
     ) -> None:
         super().__init__()
         from vembed_bench.encoders.loader import load_encoder
 
-        self.folder = Path(folder) if folder is not None else Path(source)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
+        self._locate(source, folder, options, need_folder=True)
+        self.num_workers, self.skip_bad_images = options.num_workers, options.skip_bad_images
         path = self.folder / CONFIG_FILE
         try:
             self.config = json.loads(path.read_text(encoding="utf-8"))
@@ -74,11 +69,14 @@ class ComposedEncoder(ImageEncoderBase):
                 raise VembedError(f"{path}: '{key}' must name a sub-folder holding the {key} model")
             if Path(sub).is_absolute() or ".." in Path(sub).parts:
                 raise VembedError(f"{path}: '{key}' must be a sub-folder of {self.folder}")
-        common = {"show_progress": show_progress, "device": device, "dtype": dtype}
-        text_options = {k: v for k, v in text_options.items() if v is not None}
-        self.text = load_encoder(str(self.folder / self.config["text"]), **common, **text_options)
-        self.image = load_encoder(str(self.folder / self.config["image"]), **common,
-                                  num_workers=num_workers, skip_bad_images=skip_bad_images)
+        # The text tower takes the text options; the image tower only where and how to run.
+        text_options = options.with_(model_type=None, name=None, num_workers=None, skip_bad_images=False)
+        image_options = EncoderOptions(device=options.device, dtype=options.dtype,
+                                       show_progress=options.show_progress,
+                                       trust_remote_code=options.trust_remote_code,
+                                       num_workers=options.num_workers, skip_bad_images=options.skip_bad_images)
+        self.text = load_encoder(str(self.folder / self.config["text"]), text_options)
+        self.image = load_encoder(str(self.folder / self.config["image"]), image_options)
         self.image_stats = getattr(self.image, "image_stats", self.image_stats)
         self.projections = self._load_projections()
         self.device = getattr(self.image, "device", "cpu")
@@ -128,6 +126,16 @@ class ComposedEncoder(ImageEncoderBase):
             out[rows] = vectors
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+    def input_key(self, item: Item, role: str) -> str:
+        """An image's content digest (the image tower always encodes as a document), else the
+        text tower's key for the text."""
+        if item.image is not None:
+            return super().input_key(item, role)
+        text_key_of = getattr(self.text, "input_key", None)
+        if callable(text_key_of):
+            return text_key_of(item, role)
+        return text_key(json.dumps([item.title, item.text, item.instruction], ensure_ascii=False), role=role)
 
     def _project(self, tower: str, vectors: np.ndarray) -> np.ndarray:
         weight = self.projections.get(tower)

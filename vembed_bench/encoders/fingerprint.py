@@ -5,7 +5,9 @@ tokenizer file, or a setting such as pooling or max_length. Names and paths are
 not enough (a folder can be overwritten by a new checkpoint), so we hash file
 contents. Hashing a 15 GB checkpoint takes about a minute, so each file's
 digest is remembered (:mod:`vembed_bench.filehash`, shared with the data
-fingerprint); an unchanged file is never read twice.
+fingerprint); an unchanged file is never read twice. The same memo keeps a few
+other costly derived digests (:func:`vembed_bench.filehash.remembered`), such as
+the state-dict digest of a folder's weights, keyed by the folder's content digest.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from vembed_bench.filehash import file_digests, file_sha256
+from vembed_bench.filehash import file_digests, file_sha256, remembered
 
-__all__ = ["cache_dir", "combine", "file_sha256", "folder_digest"]
+__all__ = ["cache_dir", "combine", "file_sha256", "folder_digest", "remembered", "state_dict_digest"]
 
 
 def cache_dir() -> Path:
@@ -41,6 +43,24 @@ def folder_digest(folder: str | Path) -> str:
     for (rel, _), digest in zip(files, file_digests(path for _, path in files)):
         outer.update(rel.encode("utf-8") + b"\0" + digest.encode("ascii") + b"\n")
     return outer.hexdigest()
+
+
+def state_dict_digest(module: Any) -> str:
+    """sha256 over a torch module's parameter and buffer names, dtypes, shapes and bytes.
+
+    Used when there is no folder to hash (a model object built or modified in
+    memory). Tensors are viewed as raw bytes, so bf16 works without numpy support.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            raw = t.to("cpu").contiguous().reshape(-1).view(torch.uint8)
+            h.update(raw.numpy())  # buffer protocol: no extra copy
+    return h.hexdigest()
 
 
 def combine(kind: str, content: str, settings: Mapping[str, Any]) -> str:

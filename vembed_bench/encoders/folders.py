@@ -9,12 +9,16 @@ reported in milliseconds instead of after a model load.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from vembed_bench.errors import VembedError
 
 ST_MARKERS = ("modules.json", "config_sentence_transformers.json")
+
+# A hub id is "org/name": two non-empty parts of letters, digits, '-', '_', '.'.
+_HUB_ID = re.compile(r"^(?!\.{1,2}/)[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
 
 # Encoder-only families whose [CLS]/<s> token is trained as a sentence summary.
 BERT_LIKE = frozenset(
@@ -88,6 +92,11 @@ _NOT_ENCODER_TYPES = frozenset(
 )
 _DECODER_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForVision2Seq")
 _ENCODER_ARCH_SUFFIXES = ("Model", "ForMaskedLM", "ForPreTraining")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``org/name`` and not something path-like (absolute, ``./``, ``~``, backslashes)."""
+    return bool(_HUB_ID.match(text)) and ".." not in text
 
 
 def read_json(path: Path) -> Any:

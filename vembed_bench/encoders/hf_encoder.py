@@ -26,19 +26,17 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
-from vembed_bench.encoders.fingerprint import folder_digest
 from vembed_bench.encoders.pooling import POOLING_MODES, pool
 from vembed_bench.encoders.runtime import (
     CPU_BATCH_TOKENS,
     library_versions,
-    pick_device,
     progress_bar,
-    resolve_dtype,
     torch_dtype,
 )
-from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import format_items, resolve_prompts, stored_prompts
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 # Texts tokenized per call. Sorting by exact token length happens inside a
 # chunk (texts are pre-sorted by characters globally), so a chunk bounds the
@@ -56,34 +54,20 @@ class HFEncoder(TextEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        max_batch_tokens: int | None = None,
+        folder: Path | None = None,
     ) -> None:
         """Load tokenizer and model.
 
         ``source`` is a local folder or a hub id; ``folder`` is where its JSON
         metadata can be read (the folder itself, or the hub snapshot), used for
-        defaults and the fingerprint. ``max_batch_tokens`` caps padded tokens
+        defaults and the fingerprint. ``options.max_batch_tokens`` caps padded tokens
         per batch (``None``: ``CPU_BATCH_TOKENS`` on CPU, no cap elsewhere; ``0``: no cap); it
         changes speed, and the embeddings only at float-rounding level.
         """
-        self.source = str(source)
-        local = Path(source)
-        self.folder = Path(folder) if folder is not None else (local if local.is_dir() else None)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.trust_remote_code = trust_remote_code
-
+        self._locate(source, folder, options)
+        pooling = options.pooling
         meta = self.folder
         cfg = folders.hf_config(meta) if meta is not None else None
         if pooling is None:
@@ -102,19 +86,17 @@ class HFEncoder(TextEncoderBase):
                     stacklevel=2,
                 )
 
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self._place(options)
         self.tokenizer, self.model = self._load(meta)
-        self.max_length = int(max_length or self._default_max_length(meta))
-        if self.max_length < 1:
-            raise VembedError(f"max_length must be positive, got {max_length}")
-        self.prompts = resolve_prompts(query_prompt, document_prompt, stored_prompts(meta))
+        self.max_length = int(options.max_length or self._default_max_length(meta))
+        self.prompts = resolve_prompts(options.query_prompt, options.document_prompt, stored_prompts(meta))
         self.dim: int | None = getattr(self.model.config, "hidden_size", None)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:  # decoder tokenizers often have no pad token; masked out anyway
             pad_id = self.tokenizer.eos_token_id or 0
         self._pad_id = int(pad_id)
         self._left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        max_batch_tokens = options.max_batch_tokens
         if max_batch_tokens is None:
             max_batch_tokens = _CPU_BATCH_TOKENS if self.device == "cpu" else 0
         self.max_batch_tokens: int | None = max_batch_tokens or None
@@ -232,11 +214,6 @@ class HFEncoder(TextEncoderBase):
         return pooled.cpu().numpy()
 
     # -- provenance ------------------------------------------------------------------------
-    def _content_digest(self) -> str:
-        if self.folder is None:
-            raise VembedError(f"cannot fingerprint {self.source}: its files are not on disk")
-        return folder_digest(self.folder)
-
     def _settings(self) -> dict[str, Any]:
         return {
             **super()._settings(),

@@ -16,22 +16,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vembed_bench.data.types import Item
-from vembed_bench.encoders.fingerprint import combine, folder_digest
+from vembed_bench.encoders.base import EncoderBase
 from vembed_bench.encoders.image_io import ImageStats, Transform, image_batches
+from vembed_bench.encoders.input_keys import check_role, image_key, text_key
 from vembed_bench.encoders.runtime import library_versions, progress_bar
 from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, format_item
 from vembed_bench.errors import VembedError
 
 
-class ImageEncoderBase:
+class ImageEncoderBase(EncoderBase):
     """Base class; subclasses set ``kind``, ``name``, ``folder``, ``device``, ``dtype``."""
 
     kind: str = "image"
-    name: str = ""
-    folder: Path | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
     prompts: Mapping[str, str | None] = {QUERY: None, DOCUMENT: None}
     show_progress: bool = True
     num_workers: int | None = None
@@ -39,13 +36,19 @@ class ImageEncoderBase:
     dim: int | None = None
     has_text: bool = True
     has_image: bool = True
-    _fingerprint: str | None = None
 
     def __init__(self) -> None:
         self.image_stats = ImageStats()
         # Image vectors of the previous call, by path: in image-to-image tasks the queries
         # are the corpus images, and an image's vector does not depend on its role.
         self._image_memo: dict[Path, np.ndarray] = {}
+
+    def _locate_images(self, source: str | Path, folder: Path | None, options: Any) -> None:
+        """Source, folder (``source`` itself unless given), name, device, dtype and image loading options."""
+        self._locate(source, folder, options, need_folder=True)
+        self._place(options)
+        self.num_workers = options.num_workers
+        self.skip_bad_images = options.skip_bad_images
 
     # -- the Encoder protocol ----------------------------------------------------------------
     def encode_queries(self, items: Sequence[Item], *, batch_size: int = 32) -> np.ndarray:
@@ -55,12 +58,14 @@ class ImageEncoderBase:
     def encode_documents(self, items: Sequence[Item], *, batch_size: int = 32) -> np.ndarray:
         return self._encode(items, DOCUMENT, batch_size)
 
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            if self.folder is None:
-                raise VembedError(f"cannot fingerprint {self.name}: its files are not on disk")
-            self._fingerprint = combine(self.kind, self._content_digest(), self._settings())
-        return self._fingerprint
+    def input_key(self, item: Item, role: str) -> str:
+        """``"image:" + sha256`` of an image item's file (its vector does not depend on the role);
+        a text item's exact string under the role's prompt."""
+        check_role(role)
+        if item.image is not None:
+            key = image_key(item.image)
+            return key if not (item.text or item.title) else key + "|" + text_key(format_item(item, ""))
+        return text_key(format_item(item, self.prompts.get(role)))
 
     def encode_stats(self) -> dict[str, Any]:
         """Counts of loaded and skipped images, for the result file."""
@@ -145,9 +150,6 @@ class ImageEncoderBase:
 
     def _image_transform(self) -> Transform:
         raise NotImplementedError
-
-    def _content_digest(self) -> str:
-        return folder_digest(self.folder)  # type: ignore[arg-type]
 
     def _settings(self) -> dict[str, Any]:
         return {"prompts": dict(self.prompts), "normalize": True, "dtype": self.dtype}

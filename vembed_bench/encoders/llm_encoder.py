@@ -39,16 +39,19 @@ from vembed_bench.encoders import folders
 from vembed_bench.encoders.bidirectional import check_attention, make_bidirectional
 from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES, llm_pool
-from vembed_bench.encoders.runtime import pick_device, progress_bar, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import check_batch_size, default_name
+from vembed_bench.encoders.input_keys import check_role, text_key
+from vembed_bench.encoders.runtime import CPU_BATCH_TOKENS, progress_bar, torch_dtype
+from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import (
     DOCUMENT,
     QUERY,
+    format_item,
     format_items,
     resolve_prompts,
     stored_prompts,
 )
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 DEFAULT_INSTRUCTION = "Given a question, retrieve passages that answer the question"
@@ -68,40 +71,22 @@ class LLMEncoder(HFEncoder):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        attention: str | None = None,
-        attn_implementation: str | None = None,
-        padding_side: str | None = None,
-        instruction: str | None = None,
-        instruction_separator: str | None = None,
-        tokenizer: str | Path | None = None,
-        max_batch_tokens: int | None = None,
+        folder: Path | None = None,
     ) -> None:
-        self.source = str(source)
-        local = Path(source)
-        self.folder = Path(folder) if folder is not None else (local if local.is_dir() else None)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.trust_remote_code = trust_remote_code
+        self._locate(source, folder, options)
         saved = read_settings(self.folder)  # a trained folder's own options: the defaults
-        pooling = pooling or saved.get("pooling")
-        attention = attention or saved.get("attention") or "causal"
-        padding_side = padding_side or saved.get("padding_side") or "left"
-        max_length = max_length or saved.get("max_length")
+        pooling = options.pooling or saved.get("pooling")
+        attention = options.attention or saved.get("attention") or "causal"
+        padding_side = options.padding_side or saved.get("padding_side") or "left"
+        max_length = options.max_length or saved.get("max_length")
+        query_prompt, document_prompt = options.query_prompt, options.document_prompt
         if query_prompt is None:
             query_prompt = saved.get("query_prompt")
         if document_prompt is None:
             document_prompt = saved.get("document_prompt")
+        instruction_separator = options.instruction_separator
         if instruction_separator is None:
             instruction_separator = saved.get("instruction_separator", DEFAULT_SEPARATOR)
         self.pooling = pooling or "eos"
@@ -114,12 +99,11 @@ class LLMEncoder(HFEncoder):
             raise VembedError(f"padding_side must be left or right, got {padding_side!r}")
         self.padding_side = padding_side
         self._left = padding_side == "left"
-        self.instruction = DEFAULT_INSTRUCTION if instruction is None else instruction
+        self.instruction = DEFAULT_INSTRUCTION if options.instruction is None else options.instruction
         self.separator = instruction_separator
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.tokenizer_source = str(tokenizer) if tokenizer is not None else self.source
-        self.tokenizer, self.model = self._load_llm(attn_implementation)
+        self._place(options)
+        self.tokenizer_source = str(options.tokenizer) if options.tokenizer is not None else self.source
+        self.tokenizer, self.model = self._load_llm(options.attn_implementation)
         if self.attention == "bidirectional":
             make_bidirectional(self.model)
         self.attn_implementation = str(getattr(self.model.config, "_attn_implementation", ""))
@@ -138,10 +122,9 @@ class LLMEncoder(HFEncoder):
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else (eos if eos is not None else 0))
         self._forward_args = set(inspect.signature(self.model.forward).parameters)
+        max_batch_tokens = options.max_batch_tokens
         if max_batch_tokens is None:  # the HF encoder's CPU default (activations stay in cache)
-            from vembed_bench.encoders import runtime
-
-            max_batch_tokens = getattr(runtime, "CPU_BATCH_TOKENS", 0) if self.device == "cpu" else 0
+            max_batch_tokens = CPU_BATCH_TOKENS if self.device == "cpu" else 0
         self.max_batch_tokens = max_batch_tokens or None
 
     # -- loading ---------------------------------------------------------------------------
@@ -160,14 +143,22 @@ class LLMEncoder(HFEncoder):
         return tokenizer, model
 
     # -- encoding --------------------------------------------------------------------------
+    def _with_default_instruction(self, item: Item, role: str) -> Item:
+        """The default instruction fills a query template's ``{instruction}`` slot; with a
+        plain prefix (or no prompt) only the items' own instructions are used."""
+        if role == QUERY and self.instruction and "{instruction}" in self.prompts[role] and not item.instruction:
+            return dataclasses.replace(item, instruction=self.instruction)
+        return item
+
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
-        # The default instruction fills a template's {instruction} slot; with a plain
-        # prefix (or no prompt) only the items' own instructions are used.
-        if role == QUERY and self.instruction and "{instruction}" in self.prompts[role]:
-            items = [it if it.instruction else dataclasses.replace(it, instruction=self.instruction)
-                     for it in items]
+        items = [self._with_default_instruction(item, role) for item in items]
         texts = format_items(items, self.prompts[role], encoder=f"{self.name} ({self.kind})")
         return self.encode_texts(texts, batch_size=batch_size, desc=f"{self.name} {role}s")
+
+    def input_key(self, item: Item, role: str) -> str:
+        """The exact string the model sees (prompt template and default instruction applied)."""
+        item = self._with_default_instruction(item, check_role(role))
+        return text_key(format_item(item, self.prompts[role]))
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, list[list[int]]]:
         """Token ids (EOS appended for ``eos`` pooling) and, for ``skip_instruction``,

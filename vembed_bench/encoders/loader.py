@@ -1,89 +1,88 @@
 """``load_encoder``: from a folder, a hub id or a model object to an :class:`Encoder`.
 
-The model type is detected from the folder's small JSON files (no weights are
-read), in registry order: ``modules.json`` / ``config_sentence_transformers.json``
-means sentence-transformers, a ``config.json`` of an encoder architecture means
-a plain Hugging Face model. ``model_type`` overrides detection. Later model
-kinds (CLIP, vision, LLM, VLM) add themselves with :func:`register_model_type`.
+Every loadable kind of model, dense or multi-vector, is an entry of
+:data:`MODEL_TYPES` (a :class:`~vembed_bench.registry.Registry`). An entry's
+target is its factory, called as ``factory(source, options, folder=folder)``
+with typed :class:`~vembed_bench.options.EncoderOptions`; its metadata says:
 
-Importing this module is cheap: each encoder module (and torch) is imported
-only when that type is loaded.
+* ``detect(folder) -> bool``: whether the type claims a local folder, judged
+  from its small JSON files (no weights are read). Detectors run in registry
+  order, the most specific first; ``model_type`` overrides detection;
+* ``multi_vector``: a late-interaction model (ColBERT, ColPali), scored with MaxSim;
+* ``options``: the type-specific option names it takes (``attention`` for LLMs,
+  ``processor`` for VLMs, ``num_workers`` for image models...). Setting one
+  for a type that does not declare it is refused in one line.
+
+Options arrive typed: :func:`load_encoder` also takes them as keywords, which
+are turned into :class:`EncoderOptions` once (unknown names refused); nothing
+below inspects signatures. Importing this module is cheap: each encoder module
+(and torch) is imported only when that type is loaded.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from vembed_bench.encoders import folders
+from vembed_bench.encoders import multivector_types as _mv
+from vembed_bench.encoders import vision_detect as _vision_detect
 from vembed_bench.encoders.base import Encoder
+from vembed_bench.encoders.folders import looks_like_hub_id
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
+from vembed_bench.registry import Entry, Registry
 
-# A hub id is "org/name": two non-empty parts of letters, digits, '-', '_', '.'.
-_HUB_ID = re.compile(r"^(?!\.{1,2}/)[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
+__all__ = [
+    "MODEL_TYPES", "ModelType", "as_options", "check_type_options", "detect_model_type",
+    "is_multivector_model", "load_encoder", "load_multivector_encoder", "looks_like_hub_id",
+    "model_type_names", "register_model_type", "resolve_model_type",
+]
+
+COMMON_OPTIONS = frozenset({"model_type", "name", "pooling", "query_prompt", "document_prompt",
+                            "max_length", "device", "dtype", "trust_remote_code", "show_progress"})
+"""Options every type takes (a type may still refuse a value, e.g. pooling for CLIP)."""
+TYPE_OPTIONS = frozenset(f.name for f in fields(EncoderOptions)) - COMMON_OPTIONS
+"""Options that only the types declaring them take."""
+IMAGE_OPTIONS = frozenset({"num_workers", "skip_bad_images"})
+BATCH_OPTIONS = frozenset({"max_batch_tokens"})
+LLM_OPTIONS = frozenset({"attention", "attn_implementation", "padding_side", "instruction",
+                         "instruction_separator", "tokenizer"}) | BATCH_OPTIONS
+VLM_OPTIONS = frozenset({"instruction", "processor", "image_placeholder"})
+
+MODEL_TYPES: Registry[Callable[..., Encoder]] = Registry("model type")
+"""Registered model types in detection order; meta: ``detect``, ``multi_vector``, ``options``."""
 
 
 @dataclass(frozen=True)
 class ModelType:
-    """One loadable kind of model.
-
-    ``factory`` is ``"module:attribute"`` (imported on use, so registering costs
-    nothing) or a callable; it is called as ``factory(source, folder=..., **options)``.
-    ``detect`` looks at a local folder and says whether this type claims it.
-    """
+    """A model type described as one value, for :func:`register_model_type`."""
 
     name: str
     factory: str | Callable[..., Encoder]
     detect: Callable[[Path], bool] | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    multi_vector: bool = False
+    options: frozenset[str] = frozenset()
 
-    def load(self, source: str, **options: Any) -> Encoder:
-        factory = self.factory
-        if isinstance(factory, str):
-            module, _, attr = factory.partition(":")
-            factory = getattr(importlib.import_module(module), attr)
-        return factory(source, **options)
+
+def register_model_type(model_type: ModelType, *, first: bool = False) -> None:
+    """Add (or replace) a model type; ``first=True`` makes its detector run before the others.
+
+    Same as ``MODEL_TYPES.register`` / ``MODEL_TYPES.lazy`` with the type's metadata.
+    """
+    meta = {"detect": model_type.detect, "multi_vector": model_type.multi_vector,
+            "options": frozenset(model_type.options)}
+    if isinstance(model_type.factory, str):
+        MODEL_TYPES.lazy(model_type.name, model_type.factory, aliases=model_type.aliases, first=first, **meta)
+    else:
+        MODEL_TYPES.register(model_type.name, model_type.factory, aliases=model_type.aliases, first=first, **meta)
 
 
 def _detect_hf(folder: Path) -> bool:
     cfg = folders.hf_config(folder)
     return cfg is not None and folders.is_text_encoder_config(cfg)
-
-
-MODEL_TYPES: dict[str, ModelType] = {}
-"""Registered model types, in detection order."""
-
-
-def register_model_type(model_type: ModelType, *, first: bool = False) -> None:
-    """Add (or replace) a model type; ``first=True`` makes its detector run before the others."""
-    MODEL_TYPES.pop(model_type.name, None)
-    if first:
-        items = [(model_type.name, model_type), *MODEL_TYPES.items()]
-        MODEL_TYPES.clear()
-        MODEL_TYPES.update(items)
-    else:
-        MODEL_TYPES[model_type.name] = model_type
-
-
-register_model_type(
-    ModelType(
-        "sentence-transformers",
-        "vembed_bench.encoders.st_encoder:STEncoder",
-        folders.is_st_folder,
-        aliases=("st", "sentence_transformers", "sbert"),
-    )
-)
-register_model_type(
-    ModelType(
-        "hf",
-        "vembed_bench.encoders.hf_encoder:HFEncoder",
-        _detect_hf,
-        aliases=("huggingface", "transformers", "auto"),
-    )
-)
 
 
 def _detect_llm(folder: Path) -> bool:
@@ -92,186 +91,177 @@ def _detect_llm(folder: Path) -> bool:
     return is_causal_lm_folder(folder)
 
 
-register_model_type(
-    ModelType(
-        "llm",
-        "vembed_bench.encoders.llm_encoder:LLMEncoder",
-        _detect_llm,
-        aliases=("decoder", "causal-lm", "causal_lm"),
-    )
-)
-
-
-# Image models (issue 3). Their detectors read config.json only; first=True because
-# the plain "hf" detector would also accept a ViT/DINOv2 config (an *Model architecture).
-from vembed_bench.encoders import vision_detect as _vision_detect  # noqa: E402
-
-register_model_type(
-    ModelType("clip", "vembed_bench.encoders.clip_encoder:CLIPEncoder",
-              _vision_detect.is_clip_folder, aliases=("siglip", "siglip2", "clip-like")),
-    first=True,
-)
-register_model_type(
-    ModelType("peft-adapter", "vembed_bench.encoders.adapters:load_adapter_encoder",
-              _vision_detect.is_adapter_folder, aliases=("peft", "lora", "adapter")),
-    first=True,
-)
-register_model_type(
-    ModelType("open_clip", "vembed_bench.encoders.open_clip_encoder:OpenCLIPEncoder",
-              _vision_detect.is_open_clip_folder, aliases=("openclip", "open-clip", "eva-clip")),
-    first=True,
-)
-register_model_type(
-    ModelType("composed", "vembed_bench.encoders.composed:ComposedEncoder",
-              _vision_detect.is_composed_folder, aliases=("two-tower",)),
-    first=True,
-)
-register_model_type(
-    ModelType("timm", "vembed_bench.encoders.timm_encoder:TimmEncoder",
-              _vision_detect.is_timm_folder, aliases=("timm-backbone",)),
-    first=True,
-)
-register_model_type(
-    ModelType("vision", "vembed_bench.encoders.vision_encoder:VisionEncoder",
-              _vision_detect.is_vision_folder, aliases=("image", "dinov2", "vit", "backbone")),
-    first=True,
-)
-
-
 def _detect_vlm(folder: Path) -> bool:
     from vembed_bench.encoders.vlm_encoder import is_vlm_folder
 
     return is_vlm_folder(folder)
 
 
-register_model_type(
-    ModelType("vlm", "vembed_bench.encoders.vlm_encoder:VLMEncoder", _detect_vlm, aliases=("qwen-vl", "vlm2vec")),
-    first=True,  # before "llm": a Qwen-VL config also names a causal LM architecture
-)
+# Registration order is detection order: late interaction first (a ColBERT folder is also a
+# BERT folder, a PyLate one also a sentence-transformers one), then a Qwen-VL config before
+# the LLM detector (it also names a causal LM), image models before "hf" (a ViT/DINOv2 config
+# is an *Model architecture too), and the general text detectors last.
+_ENC = "vembed_bench.encoders"
+MODEL_TYPES.lazy("colvision", f"{_ENC}.colvision:ColVisionEncoder", aliases=("colpali", "colqwen2"),
+                 detect=_mv.is_colvision_folder, multi_vector=True, options=frozenset({"processor"}))
+MODEL_TYPES.lazy("colbert", f"{_ENC}.colbert:ColBERTEncoder", aliases=("pylate",),
+                 detect=_mv.is_colbert_folder, multi_vector=True, options=BATCH_OPTIONS)
+MODEL_TYPES.lazy("vlm", f"{_ENC}.vlm_encoder:VLMEncoder", aliases=("qwen-vl", "vlm2vec"),
+                 detect=_detect_vlm, options=VLM_OPTIONS)
+MODEL_TYPES.lazy("vision", f"{_ENC}.vision_encoder:VisionEncoder", aliases=("image", "dinov2", "vit", "backbone"),
+                 detect=_vision_detect.is_vision_folder, options=IMAGE_OPTIONS)
+MODEL_TYPES.lazy("timm", f"{_ENC}.timm_encoder:TimmEncoder", aliases=("timm-backbone",),
+                 detect=_vision_detect.is_timm_folder, options=IMAGE_OPTIONS)
+MODEL_TYPES.lazy("composed", f"{_ENC}.composed:ComposedEncoder", aliases=("two-tower",),
+                 detect=_vision_detect.is_composed_folder, options=TYPE_OPTIONS, delegates=True)
+MODEL_TYPES.lazy("open_clip", f"{_ENC}.open_clip_encoder:OpenCLIPEncoder",
+                 aliases=("openclip", "open-clip", "eva-clip"),
+                 detect=_vision_detect.is_open_clip_folder, options=IMAGE_OPTIONS)
+MODEL_TYPES.lazy("peft-adapter", f"{_ENC}.adapters:load_adapter_encoder", aliases=("peft", "lora", "adapter"),
+                 detect=_vision_detect.is_adapter_folder, options=TYPE_OPTIONS, delegates=True)
+MODEL_TYPES.lazy("clip", f"{_ENC}.clip_encoder:CLIPEncoder", aliases=("siglip", "siglip2", "clip-like"),
+                 detect=_vision_detect.is_clip_folder, options=IMAGE_OPTIONS)
+MODEL_TYPES.lazy("sentence-transformers", f"{_ENC}.st_encoder:STEncoder",
+                 aliases=("st", "sentence_transformers", "sbert"), detect=folders.is_st_folder)
+MODEL_TYPES.lazy("hf", f"{_ENC}.hf_encoder:HFEncoder", aliases=("huggingface", "transformers", "auto"),
+                 detect=_detect_hf, options=BATCH_OPTIONS)
+MODEL_TYPES.lazy("llm", f"{_ENC}.llm_encoder:LLMEncoder", aliases=("decoder", "causal-lm", "causal_lm"),
+                 detect=_detect_llm, options=LLM_OPTIONS)
 
 
 def model_type_names() -> list[str]:
-    return list(MODEL_TYPES)
+    return MODEL_TYPES.names()
 
 
-def resolve_model_type(name: str) -> ModelType:
-    """Look a type up by name or alias (case-insensitive)."""
-    key = name.strip().lower()
-    for model_type in MODEL_TYPES.values():
-        if key == model_type.name or key in model_type.aliases:
-            return model_type
-    raise VembedError(
-        f"unknown model type {name!r}; choose one of {', '.join(model_type_names())}"
-    )
+def resolve_model_type(name: str) -> Entry:
+    """Look a type up by name or alias (case-insensitive); a one-line error lists the choices."""
+    return MODEL_TYPES.entry(name)
 
 
-def detect_model_type(folder: str | Path) -> ModelType:
-    """The first registered type whose detector claims the folder, else a one-line error."""
+def detect_model_type(folder: str | Path, *, multi_vector: bool | None = None) -> Entry:
+    """The first registered type whose detector claims the folder, else a one-line error.
+
+    ``multi_vector=True`` only considers late-interaction types and falls back to
+    ``colbert`` (any encoder folder scored token by token); ``False`` only dense ones.
+    """
     path = Path(folder)
-    for model_type in MODEL_TYPES.values():
-        if model_type.detect is not None and model_type.detect(path):
-            return model_type
+    for entry in MODEL_TYPES.entries():
+        if multi_vector is not None and bool(entry.meta.get("multi_vector")) != multi_vector:
+            continue
+        detect = entry.meta.get("detect")
+        if detect is not None and detect(path):
+            return entry
+    if multi_vector:
+        return MODEL_TYPES.entry("colbert")
     raise VembedError(
         f"cannot tell what kind of model {path} is (no modules.json, or config.json of a "
         f"text encoder); pass --model-type ({'|'.join(model_type_names())})"
     )
 
 
-def looks_like_hub_id(text: str) -> bool:
-    """``org/name`` and not something path-like (absolute, ``./``, ``~``, backslashes)."""
-    return bool(_HUB_ID.match(text)) and ".." not in text
+def as_options(options: EncoderOptions | Mapping[str, Any] | None = None, values: Mapping[str, Any] | None = None
+               ) -> EncoderOptions:
+    """The typed boundary: ``options`` plus keyword ``values`` as one :class:`EncoderOptions`."""
+    if isinstance(options, EncoderOptions) and not values:
+        return options
+    base = options.to_dict() if isinstance(options, EncoderOptions) else dict(options or {})
+    return EncoderOptions.build({**base, **(values or {})})
 
 
-def load_encoder(
-    model: str | Path | object,
-    *,
-    model_type: str | None = None,
-    pooling: str | None = None,
-    query_prompt: str | None = None,
-    document_prompt: str | None = None,
-    max_length: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    trust_remote_code: bool = False,
-    show_progress: bool = True,
-    name: str | None = None,
-    **extra_options: Any,
-) -> Encoder:
+def check_type_options(entry: Entry, options: EncoderOptions) -> None:
+    """Refuse, in one line, type-specific options that ``entry``'s type does not declare."""
+    declared = frozenset(entry.meta.get("options", ()))
+    misplaced = sorted(name for name in options.overrides() if name in TYPE_OPTIONS and name not in declared)
+    if not misplaced:
+        return
+    owners = [e.name for e in MODEL_TYPES.entries()
+              if not e.meta.get("delegates") and set(misplaced) & set(e.meta.get("options", ()))]
+    owners = owners or ["another"]
+    raise VembedError(
+        f"option(s) {', '.join(misplaced)} do not apply to {entry.name} models; "
+        f"they are for {' / '.join(owners)} models (--model-type {owners[0]})"
+    )
+
+
+def load_encoder(model: str | Path | object, options: EncoderOptions | None = None,
+                 **option_values: Any) -> Encoder:
     """Build an :class:`Encoder` from a local folder, a hub id (``org/name``) or a model object.
 
-    ``query_prompt`` / ``document_prompt``: ``None`` uses the model's stored
-    prompts (sentence-transformers ``prompts``); ``""`` switches them off; a
-    string with ``{text}`` (and optionally ``{instruction}``) is a template.
-    ``dtype`` defaults to bf16 on CUDA and fp32 elsewhere. Raises
-    :class:`VembedError` with a one-line message for anything the user can fix.
+    ``options`` (or the same fields as keywords, e.g. ``pooling="mean"``): see
+    :class:`EncoderOptions`. ``query_prompt`` / ``document_prompt``: ``None``
+    uses the model's stored prompts; ``""`` switches them off; a string with
+    ``{text}`` (and optionally ``{instruction}``) is a template. ``dtype``
+    defaults to bf16 on CUDA and fp32 elsewhere. Raises :class:`VembedError`
+    with a one-line message for anything the user can fix.
     """
+    options = as_options(options, option_values)
     if not isinstance(model, (str, Path)):
-        if (model_type is not None or pooling is not None or device is not None or dtype is not None
-                or extra_options):
-            raise VembedError(
-                "model_type, pooling, device and dtype apply to model folders; "
-                "set them on the model object before passing it"
-            )
-        from vembed_bench.encoders.wrapped import wrap_model
+        return _wrap_object(model, options)
+    return _load_source(model, options, multi_vector=None)
 
-        return wrap_model(
-            model,
-            name=name,
-            query_prompt=query_prompt,
-            document_prompt=document_prompt,
-            max_length=max_length,
-            show_progress=show_progress,
-        )
 
-    options: dict[str, Any] = {
-        "name": name,
-        "pooling": pooling,
-        "query_prompt": query_prompt,
-        "document_prompt": document_prompt,
-        "max_length": max_length,
-        "device": device,
-        "dtype": dtype,
-        "trust_remote_code": trust_remote_code,
-        "show_progress": show_progress,
-        **extra_options,  # type-specific options (e.g. the LLM encoder's attention, instruction)
-    }
+def load_multivector_encoder(model: Any, options: EncoderOptions | None = None, **option_values: Any) -> Any:
+    """The late-interaction encoder of a folder or hub id (a ColPali/ColQwen2 folder, else
+    ColBERT-style, or the type ``model_type`` names); an encoder object passes through."""
+    options = as_options(options, option_values)
+    if not isinstance(model, (str, Path)):
+        if not hasattr(model, "encode_queries_multi"):
+            raise VembedError(f"{type(model).__name__} is not a multi-vector encoder "
+                              "(no encode_queries_multi / encode_documents_multi)")
+        return model
+    return _load_source(model, options, multi_vector=True)
+
+
+def is_multivector_model(model: Any, options: EncoderOptions | Mapping[str, Any] | None = None) -> bool:
+    """Whether ``model`` (a folder, hub id or encoder object) is evaluated with MaxSim."""
+    if not isinstance(model, (str, Path)):
+        return bool(getattr(model, "multi_vector", False)) and hasattr(model, "encode_queries_multi")
+    model_type = options.model_type if isinstance(options, EncoderOptions) else (options or {}).get("model_type")
+    if model_type:
+        return model_type in MODEL_TYPES and bool(MODEL_TYPES.entry(model_type).meta.get("multi_vector"))
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return False
+    try:
+        return bool(detect_model_type(folder).meta.get("multi_vector"))
+    except VembedError:
+        return False
+
+
+def _wrap_object(model: object, options: EncoderOptions) -> Encoder:
+    for_folders = ("model_type", "pooling", "device", "dtype", *sorted(TYPE_OPTIONS))
+    if any(name in options.overrides() for name in for_folders):
+        raise VembedError("model_type, pooling, device, dtype and type-specific options apply to model "
+                          "folders; set them on the model object before passing it")
+    from vembed_bench.encoders.wrapped import wrap_model
+
+    return wrap_model(model, options)
+
+
+def _load_source(model: str | Path, options: EncoderOptions, *, multi_vector: bool | None) -> Encoder:
     text = str(model)
     path = Path(text).expanduser()
     if path.is_dir():
-        chosen = resolve_model_type(model_type) if model_type else detect_model_type(path)
-        _check_extra_options(chosen, extra_options)
-        return chosen.load(str(path), folder=path, **options)
-    if path.exists():
+        source, folder = str(path), path
+    elif path.exists():
         raise VembedError(f"model path {text} is a file; pass the model's folder instead")
-    if not looks_like_hub_id(text):
+    elif not looks_like_hub_id(text):
         raise VembedError(
             f"model path {text} does not exist; pass a local folder with the model files "
             "(or a Hugging Face hub id such as org/name)"
         )
-    snapshot = _hub_snapshot(text)
-    chosen = resolve_model_type(model_type) if model_type else detect_model_type(snapshot)
-    _check_extra_options(chosen, extra_options)
-    return chosen.load(text, folder=snapshot, **options)
-
-
-# Options only some types take: refused in one line for the others (not a TypeError).
-_TYPE_OPTIONS = {
-    "llm": frozenset({"attention", "attn_implementation", "padding_side", "instruction",
-                      "instruction_separator", "tokenizer"}),
-    "vlm": frozenset({"instruction", "processor", "image_placeholder"}),
-}
-
-
-def _check_extra_options(chosen: ModelType, extra: dict[str, Any]) -> None:
-    known = frozenset().union(*_TYPE_OPTIONS.values())
-    allowed = _TYPE_OPTIONS.get(chosen.name, frozenset())
-    misplaced = sorted(k for k in extra if k in known and k not in allowed)
-    if misplaced:
-        owners = sorted(t for t, opts in _TYPE_OPTIONS.items() if set(misplaced) & opts)
-        raise VembedError(
-            f"option(s) {', '.join(misplaced)} do not apply to {chosen.name} models; "
-            f"they are for {' / '.join(owners)} encoders (--model-type {owners[0]})"
-        )
+    else:
+        source, folder = text, _hub_snapshot(text)
+    if options.model_type:
+        entry = resolve_model_type(options.model_type)
+        if multi_vector and not entry.meta.get("multi_vector"):
+            late = [e.name for e in MODEL_TYPES.entries() if e.meta.get("multi_vector")]
+            raise VembedError(f"model type {options.model_type!r} is not multi-vector; choose one of "
+                              f"{', '.join(late)}")
+    else:
+        entry = detect_model_type(folder, multi_vector=True if multi_vector else None)
+    check_type_options(entry, options)
+    return entry.load()(source, options, folder=folder)
 
 
 def _hub_snapshot(repo_id: str) -> Path:

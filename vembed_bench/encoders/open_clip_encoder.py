@@ -17,10 +17,10 @@ import numpy as np
 
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import Transform
-from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.runtime import torch_dtype
 from vembed_bench.encoders.text_inputs import resolve_prompts
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 
 class OpenCLIPEncoder(ImageEncoderBase):
@@ -31,19 +31,9 @@ class OpenCLIPEncoder(ImageEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        num_workers: int | None = None,
-        skip_bad_images: bool = False,
+        folder: Path | None = None,
     ) -> None:
         super().__init__()
         try:
@@ -51,14 +41,8 @@ class OpenCLIPEncoder(ImageEncoderBase):
         except ImportError:
             raise VembedError(f"{source} is an open_clip model; install open_clip_torch "
                               "(pip install 'vembed-bench[vision]')") from None
-        self.folder = Path(folder) if folder is not None else Path(source)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.num_workers = num_workers
-        self.skip_bad_images = skip_bad_images
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.prompts = resolve_prompts(query_prompt, document_prompt, {})
+        self._locate_images(source, folder, options)
+        self.prompts = resolve_prompts(options.query_prompt, options.document_prompt, {})
         spec = f"local-dir:{self.folder.resolve()}"
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(spec, device=self.device)

@@ -15,7 +15,6 @@ user already holds (see ``wrapped.py``).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,18 +22,20 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders.base import l2_normalize
-from vembed_bench.encoders.fingerprint import folder_digest
+from vembed_bench.encoders.fingerprint import folder_digest, state_dict_digest
+from vembed_bench.encoders.input_keys import check_role, text_key
 from vembed_bench.encoders.runtime import (
     CPU_BATCH_TOKENS,
     library_versions,
-    pick_device,
     progress_bar,
-    resolve_dtype,
     torch_dtype,
 )
-from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, resolve_prompts, split_prefix
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
+
+__all__ = ["STEncoder", "has_router", "state_dict_digest"]
 
 
 class STEncoder(TextEncoderBase):
@@ -45,54 +46,47 @@ class STEncoder(TextEncoderBase):
     def __init__(
         self,
         source: str | Path | None = None,
+        options: EncoderOptions = EncoderOptions(),
         *,
+        folder: Path | None = None,
         model: Any = None,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
     ) -> None:
-        """Load ``source`` (folder or hub id), or adopt an already loaded ``model``."""
-        if pooling is not None:
+        """Load ``source`` (folder or hub id), or adopt an already loaded ``model``.
+
+        An adopted model whose weights and modules are those of the local folder
+        it was loaded from gets that folder (see
+        :func:`vembed_bench.encoders.identity.source_folder`): the same name,
+        weights digest and fingerprint as loading the folder itself.
+        """
+        if options.pooling is not None:
             raise VembedError(
                 "pooling is fixed by the sentence-transformers folder (its Pooling module); "
                 "use --model-type hf to choose the pooling yourself"
             )
         if (source is None) == (model is None):
             raise ValueError("pass exactly one of source or model")
-        self.show_progress = show_progress
-        self.trust_remote_code = trust_remote_code
         if model is not None:
+            if options.dtype is not None or options.device is not None:
+                raise VembedError("device and dtype cannot be changed on a wrapped model object")
+            from vembed_bench.encoders.identity import source_folder
+
             self.model = model
-            self.source = None
-            self.folder = None
-            self.name = name or type(model).__name__
+            adopted = source_folder(model, trust_remote_code=options.trust_remote_code)
+            self._locate(adopted, adopted, options)
+            self.name = self.name or type(model).__name__
             self.device = str(model.device)
             self.dtype = _dtype_name(model)
-            if dtype is not None or device is not None:
-                raise VembedError("device and dtype cannot be changed on a wrapped model object")
         else:
-            self.source = str(source)
-            local = Path(self.source)
-            self.folder = Path(folder) if folder is not None else (local if local.is_dir() else None)
-            self.name = name or default_name(self.source)
-            self.device = pick_device(device)
-            self.dtype = resolve_dtype(dtype, self.device)
+            self._locate(source, folder, options)
+            self._place(options)
             self.model = self._load()
-        if max_length is not None:
-            if max_length < 1:
-                raise VembedError(f"max_length must be positive, got {max_length}")
-            self.model.max_seq_length = int(max_length)
+        if options.max_length is not None:
+            self.model.max_seq_length = int(options.max_length)
         self.max_length = getattr(self.model, "max_seq_length", None)
         self.prompts = resolve_prompts(
-            query_prompt, document_prompt, dict(getattr(self.model, "prompts", None) or {})
+            options.query_prompt, options.document_prompt, dict(getattr(self.model, "prompts", None) or {})
         )
+        self.role_specific = has_router(self.model)
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
@@ -183,6 +177,13 @@ class STEncoder(TextEncoderBase):
                 groups.append(([i], size))
         return groups
 
+    def input_key(self, item: Item, role: str) -> str:
+        """The (prompt, text) pair the library receives (prompt-aware pooling tells them apart),
+        and the role when a Router sends queries and documents through different modules."""
+        prompt = self.prompts[check_role(role)]
+        texts, prefix = split_prefix([item], prompt, encoder=f"{self.name} ({self.kind})")
+        return text_key(texts[0], prefix=prefix, role=role if self.role_specific else None, pair=True)
+
     # -- provenance ------------------------------------------------------------------------
     def _content_digest(self) -> str:
         if self.folder is not None:
@@ -195,6 +196,9 @@ class STEncoder(TextEncoderBase):
             # Without a folder the module chain (pooling, dense, normalize) is only
             # visible in the model's repr, which lists each module's config.
             settings["modules"] = repr(self.model)
+        truncate_dim = getattr(self.model, "truncate_dim", None)
+        if truncate_dim is not None:  # set on an object in memory: fewer dimensions than its folder's
+            settings["truncate_dim"] = truncate_dim
         return settings
 
     def describe(self) -> dict[str, Any]:
@@ -216,22 +220,10 @@ class STEncoder(TextEncoderBase):
         }
 
 
-def state_dict_digest(module: Any) -> str:
-    """sha256 over a torch module's parameter and buffer names, dtypes, shapes and bytes.
-
-    Used when there is no folder to hash (a model object built or modified in
-    memory). Tensors are viewed as raw bytes, so bf16 works without numpy support.
-    """
-    import torch
-
-    h = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        if t.numel():
-            raw = t.to("cpu").contiguous().reshape(-1).view(torch.uint8)
-            h.update(raw.numpy())  # buffer protocol: no extra copy
-    return h.hexdigest()
+def has_router(model: Any) -> bool:
+    """Whether queries and documents take different module paths (a Router, or the older Asym)."""
+    modules = getattr(model, "modules", None)
+    return callable(modules) and any(type(m).__name__ in ("Router", "Asym") for m in modules())
 
 
 def _dimension(model: Any) -> int | None:

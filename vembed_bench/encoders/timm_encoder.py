@@ -19,9 +19,9 @@ import numpy as np
 
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import Transform
-from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.runtime import torch_dtype
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -35,29 +35,13 @@ class TimmEncoder(ImageEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        num_workers: int | None = None,
-        skip_bad_images: bool = False,
+        folder: Path | None = None,
     ) -> None:
         super().__init__()
-        self.folder = Path(folder) if folder is not None else Path(source)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.num_workers = num_workers
-        self.skip_bad_images = skip_bad_images
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.pooling = pooling or "avg"
+        self._locate_images(source, folder, options)
+        self.pooling = options.pooling or "avg"
         self.architecture, self.pretrained_cfg = read_timm_config(self.folder)
         self.model = load_timm_model(self.folder, self.architecture, self.pooling)
         self.model.to(device=self.device, dtype=torch_dtype(self.dtype)).eval()

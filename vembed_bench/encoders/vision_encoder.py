@@ -23,10 +23,10 @@ import numpy as np
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import HFImageTransform, Transform
-from vembed_bench.encoders.runtime import pick_device, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import default_name
+from vembed_bench.encoders.runtime import torch_dtype
 from vembed_bench.encoders.vision_detect import CONV_TYPES
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 VISION_POOLING = ("cls", "mean", "pooler")
 
@@ -47,37 +47,19 @@ class VisionEncoder(ImageEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        num_workers: int | None = None,
-        skip_bad_images: bool = False,
+        folder: Path | None = None,
     ) -> None:
         super().__init__()
-        self.source = str(source)
-        self.folder = Path(folder) if folder is not None else Path(source)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.num_workers = num_workers
-        self.skip_bad_images = skip_bad_images
-        self.trust_remote_code = trust_remote_code
+        self._locate_images(source, folder, options)
         cfg = folders.hf_config(self.folder) or {}
         self.model_type = str(cfg.get("model_type", "")).lower()
-        self.pooling = pooling or default_pooling(self.model_type)
+        self.pooling = options.pooling or default_pooling(self.model_type)
         if self.pooling not in VISION_POOLING:
             raise VembedError(f"unknown pooling {self.pooling!r} for a vision backbone; "
                               f"choose one of {', '.join(VISION_POOLING)}")
         self.n_prefix = 1 + int(cfg.get("num_register_tokens", 0) or 0)
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
         self._load()
 
     def _load(self) -> None:

@@ -28,12 +28,13 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
-from vembed_bench.encoders.fingerprint import folder_digest
+from vembed_bench.encoders.input_keys import check_role, image_key, text_key
 from vembed_bench.encoders.pooling import last_token_pool
-from vembed_bench.encoders.runtime import library_versions, pick_device, progress_bar, resolve_dtype, torch_dtype
-from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size, default_name
+from vembed_bench.encoders.runtime import library_versions, progress_bar, torch_dtype
+from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, item_text, with_instruction
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 VLM_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
@@ -65,40 +66,24 @@ class VLMEncoder(TextEncoderBase):
     def __init__(
         self,
         source: str | Path,
+        options: EncoderOptions = EncoderOptions(),
         *,
-        folder: str | Path | None = None,
-        name: str | None = None,
-        pooling: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        trust_remote_code: bool = False,
-        show_progress: bool = True,
-        instruction: str | None = None,
-        processor: str | Path | None = None,
-        image_placeholder: str = QWEN_IMAGE,
+        folder: Path | None = None,
     ) -> None:
-        if pooling not in (None, "last", "eos"):
-            raise VembedError(f"the VLM encoder pools the last token; pooling {pooling!r} is not supported")
-        if query_prompt or document_prompt:
+        if options.pooling not in (None, "last", "eos"):
+            raise VembedError(f"the VLM encoder pools the last token; pooling {options.pooling!r} is not supported")
+        if options.query_prompt or options.document_prompt:
             raise VembedError("the VLM encoder uses the VLM2Vec layout; set an instruction instead of prompts")
-        self.source = str(source)
-        self.folder = Path(folder) if folder is not None else (Path(source) if Path(source).is_dir() else None)
-        self.name = name or default_name(source)
-        self.show_progress = show_progress
-        self.trust_remote_code = trust_remote_code
-        self.instruction = DEFAULT_INSTRUCTION if instruction is None else instruction
-        self.image_placeholder = image_placeholder
-        self.max_length = max_length
-        self.device = pick_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self._locate(source, folder, options)
+        self.instruction = DEFAULT_INSTRUCTION if options.instruction is None else options.instruction
+        self.image_placeholder = options.image_placeholder if options.image_placeholder is not None else QWEN_IMAGE
+        self.max_length = options.max_length
+        self._place(options)
         self.prompts = {QUERY: "", DOCUMENT: ""}
-        self.processor_source = str(processor) if processor is not None else self.source
+        self.processor_source = str(options.processor) if options.processor is not None else self.source
         from transformers import AutoModel, AutoProcessor
 
-        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
         try:
             self.processor = AutoProcessor.from_pretrained(self.processor_source, **kwargs)
             self.model = AutoModel.from_pretrained(self.source, dtype=torch_dtype(self.dtype), **kwargs)
@@ -115,10 +100,21 @@ class VLMEncoder(TextEncoderBase):
         body = with_instruction(item_text(item), item.instruction)
         return (self.image_placeholder + "\n" + body) if item.image is not None else body
 
+    def _with_default_instruction(self, item: Item, role: str) -> Item:
+        """Queries without an instruction of their own get the encoder's; documents get none."""
+        if role == QUERY and self.instruction and not item.instruction:
+            return dataclasses.replace(item, instruction=self.instruction)
+        return item
+
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
-        if role == QUERY and self.instruction:
-            items = [it if it.instruction else dataclasses.replace(it, instruction=self.instruction) for it in items]
+        items = [self._with_default_instruction(item, role) for item in items]
         return self.encode_items(items, batch_size=batch_size, desc=f"{self.name} {role}s")
+
+    def input_key(self, item: Item, role: str) -> str:
+        """The prompt string the processor receives, and the image's content digest if any."""
+        item = self._with_default_instruction(item, check_role(role))
+        key = text_key(self.prompt(item))
+        return key if item.image is None else image_key(item.image) + "|" + key
 
     def encode_items(self, items: Sequence[Item], *, batch_size: int = 8, desc: str = "encoding") -> np.ndarray:
         """Embeddings of ready items (instructions already set), in input order."""
@@ -145,11 +141,6 @@ class VLMEncoder(TextEncoderBase):
         return dict(self.processor(text=texts, images=images or None, padding=True, return_tensors="pt"))
 
     # -- provenance ------------------------------------------------------------------------
-    def _content_digest(self) -> str:
-        if self.folder is None:
-            raise VembedError(f"cannot fingerprint {self.source}: its files are not on disk")
-        return folder_digest(self.folder)
-
     def _settings(self) -> dict[str, Any]:
         return {**super()._settings(), "pooling": "last", "instruction": self.instruction,
                 "image_placeholder": self.image_placeholder, "dtype": self.dtype}

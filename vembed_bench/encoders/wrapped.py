@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import sys
 import warnings
 from typing import Any, Callable, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 
 from vembed_bench.data.types import Item
 from vembed_bench.encoders.base import Encoder, l2_normalize
+from vembed_bench.encoders.input_keys import check_role, text_key
 from vembed_bench.encoders.runtime import library_versions
 from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import (
@@ -35,6 +37,7 @@ from vembed_bench.encoders.text_inputs import (
     resolve_prompts,
 )
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 # Most specific first. encode_corpus follows BEIR: it receives {"title", "text"} dicts.
 _METHODS = {
@@ -43,42 +46,22 @@ _METHODS = {
 }
 
 
-def wrap_model(
-    obj: Any,
-    *,
-    name: str | None = None,
-    query_prompt: str | None = None,
-    document_prompt: str | None = None,
-    max_length: int | None = None,
-    show_progress: bool = True,
-) -> Encoder:
-    """An :class:`Encoder` for a user object.
+def wrap_model(obj: Any, options: EncoderOptions = EncoderOptions()) -> Encoder:
+    """An :class:`Encoder` for a user object (``options``: name, prompts, max_length, show_progress).
 
     A SentenceTransformer goes to :class:`STEncoder` (its prompts, Router and
-    state-dict fingerprint are handled there); an object that already
-    implements the Encoder protocol is returned unchanged; anything else with
-    an ``encode``-like method is wrapped in :class:`WrappedEncoder`.
+    fingerprint are handled there; one loaded from a local folder and unchanged
+    is that folder); an object that already implements the Encoder protocol is
+    returned unchanged; anything else with an ``encode``-like method is wrapped
+    in :class:`WrappedEncoder`.
     """
-    if _is_sentence_transformer(obj):
+    if is_sentence_transformer(obj):
         from vembed_bench.encoders.st_encoder import STEncoder
 
-        return STEncoder(
-            model=obj,
-            name=name,
-            query_prompt=query_prompt,
-            document_prompt=document_prompt,
-            max_length=max_length,
-            show_progress=show_progress,
-        )
+        return STEncoder(options=options, model=obj)
     if isinstance(obj, Encoder) and not isinstance(obj, type):
         return obj
-    return WrappedEncoder(
-        obj,
-        name=name,
-        query_prompt=query_prompt,
-        document_prompt=document_prompt,
-        show_progress=show_progress,
-    )
+    return WrappedEncoder(obj, options)
 
 
 class WrappedEncoder(TextEncoderBase):
@@ -86,27 +69,29 @@ class WrappedEncoder(TextEncoderBase):
 
     kind = "wrapped"
 
-    def __init__(
-        self,
-        obj: Any,
-        *,
-        name: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        show_progress: bool = True,
-    ) -> None:
+    def __init__(self, obj: Any, options: EncoderOptions = EncoderOptions()) -> None:
         self.obj = obj
         self.cls_name = f"{type(obj).__module__}.{type(obj).__qualname__}"
-        self.name = name or type(obj).__name__
-        self.show_progress = show_progress
+        self.name = options.name or type(obj).__name__
+        self.show_progress = options.show_progress
         self._methods = {role: _find_method(obj, names) for role, names in _METHODS.items()}
         if self._methods[QUERY] is None or self._methods[DOCUMENT] is None:
             raise VembedError(
                 f"{self.cls_name} has no encode(list[str]) method (nor encode_queries/encode_corpus "
                 "or encode_query/encode_document); it cannot be used as an encoder"
             )
-        self.prompts = resolve_prompts(query_prompt, document_prompt, {})
+        self.prompts = resolve_prompts(options.query_prompt, options.document_prompt, {})
         self.dim: int | None = None
+
+    def input_key(self, item: Item, role: str) -> str:
+        """The formatted text; with the role when queries and documents go to different methods."""
+        method_name = self._methods[check_role(role)]
+        prompt = self.prompts[role]
+        if method_name == "encode_corpus":  # the BEIR {"title", "text"} form
+            body = format_item(Item(id=item.id, text=item.text, instruction=item.instruction), prompt)
+            return text_key(json.dumps([item.title, body], ensure_ascii=False), role=role)
+        role_specific = self._methods[QUERY] != self._methods[DOCUMENT]
+        return text_key(format_item(item, prompt), role=role if role_specific else None)
 
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         check_batch_size(batch_size)
@@ -134,7 +119,11 @@ class WrappedEncoder(TextEncoderBase):
         self.dim = int(emb.shape[1])
         return l2_normalize(emb)
 
-    def _content_digest(self) -> str:
+    def weights_digest(self) -> str | None:
+        """Unknown: an arbitrary object's weights cannot be hashed."""
+        return None
+
+    def _fingerprint_content(self) -> str:
         warnings.warn(
             f"cannot hash the weights of {self.cls_name}; cached embeddings are keyed by the "
             f"name {self.name!r}: give the model a new name after changing it",
@@ -156,7 +145,8 @@ class WrappedEncoder(TextEncoderBase):
         }
 
 
-def _is_sentence_transformer(obj: Any) -> bool:
+def is_sentence_transformer(obj: Any) -> bool:
+    """Whether ``obj`` is a SentenceTransformer (checked without importing the library)."""
     # Only check when the library is already imported: a user holding a
     # SentenceTransformer has imported it; nobody else should pay for the import.
     module = sys.modules.get("sentence_transformers")

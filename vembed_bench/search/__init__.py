@@ -10,8 +10,9 @@ with deterministic tie order (score descending, then lower corpus position; see
 - ``numpy``: blocked BLAS matmul with a threshold pre-filter; always available.
 
 A backend name may carry a device after a colon: ``faiss:cpu``, ``faiss:gpu``,
-``torch:cpu``, ``torch:cuda:1``. Heavy libraries load only when a backend is
-resolved, so importing this package is cheap.
+``torch:cpu``, ``torch:cuda:1``. Backends are entries of :data:`SEARCH_BACKENDS`;
+heavy libraries load only when a backend is resolved, so importing this
+package is cheap.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from vembed_bench.errors import VembedError
+from vembed_bench.registry import Registry
 from vembed_bench.search.base import SearchBackend, SearchResult
 
 __all__ = [
     "BACKENDS",
+    "SEARCH_BACKENDS",
     "SearchBackend",
     "SearchResult",
     "available_backends",
@@ -33,22 +36,15 @@ __all__ = [
     "search",
 ]
 
-BACKENDS = ("faiss", "torch", "numpy")
-"""Backend names in the order ``auto`` tries them."""
+SEARCH_BACKENDS: Registry[type] = Registry("search backend")
+"""Backend classes in ``auto`` preference order. Each has ``available() -> bool`` (usable here
+without a device choice) and ``create(device) -> backend`` (validates the device, one-line errors)."""
+SEARCH_BACKENDS.lazy("faiss", "vembed_bench.search.faiss_backend:FaissBackend")
+SEARCH_BACKENDS.lazy("torch", "vembed_bench.search.torch_backend:TorchBackend")
+SEARCH_BACKENDS.lazy("numpy", "vembed_bench.search.numpy_backend:NumpyBackend")
 
-
-def _faiss_importable() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _cuda_available() -> bool:
-    from vembed_bench.search.torch_backend import cuda_available
-
-    return cuda_available()
+BACKENDS = tuple(SEARCH_BACKENDS.names())
+"""Backend names in the order ``auto`` tries them (those registered at import)."""
 
 
 def available_backends() -> list[str]:
@@ -56,18 +52,12 @@ def available_backends() -> list[str]:
 
     ``torch`` is listed only with CUDA; ``torch:cpu`` works wherever torch is installed.
     """
-    names = []
-    if _faiss_importable():
-        names.append("faiss")
-    if _cuda_available():
-        names.append("torch")
-    names.append("numpy")
-    return names
+    return [entry.name for entry in SEARCH_BACKENDS.entries() if entry.load().available()]
 
 
 def _unknown(name: object) -> VembedError:
     return VembedError(
-        f"unknown search backend {name!r}; choose auto, {', '.join(BACKENDS)} "
+        f"unknown search backend {name!r}; choose auto, {', '.join(SEARCH_BACKENDS.names())} "
         "(optionally with a device, e.g. torch:cpu or faiss:cpu)"
     )
 
@@ -77,57 +67,14 @@ def _resolve(base: str, device: str | None) -> SearchBackend:
     if base == "auto":
         if device is not None:
             raise VembedError(f"search backend 'auto' takes no device, got 'auto:{device}'")
-        if _faiss_importable():
-            return _resolve("faiss", None)
-        if _cuda_available():
-            return _resolve("torch", None)
-        return _resolve("numpy", None)
-    if base == "numpy":
-        if device not in (None, "cpu"):
-            raise VembedError(f"search backend 'numpy' runs on the CPU only, got device {device!r}")
-        from vembed_bench.search.numpy_backend import NumpyBackend
-
-        return NumpyBackend()
-    if base == "faiss":
-        if device not in (None, "cpu", "gpu"):
-            raise VembedError(f"search backend 'faiss' takes device cpu or gpu, got {device!r}")
-        if not _faiss_importable():
-            raise VembedError(
-                "search backend 'faiss' needs faiss: install faiss-cpu (or faiss-gpu), "
-                "or use backend 'numpy'"
-            )
-        from vembed_bench.search.faiss_backend import FaissBackend
-
-        return FaissBackend(device)
-    if base == "torch":
-        try:
-            import torch
-        except ImportError:
-            raise VembedError(
-                "search backend 'torch' needs torch: install the 'torch' extra, or use 'numpy'"
-            ) from None
-        if device is None:
-            device = "cuda"
-        if device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise VembedError(
-                    "search backend 'torch' needs CUDA, which is not available here; "
-                    "use 'faiss' or 'numpy' (or 'torch:cpu' to force the CPU)"
-                )
-            try:
-                dev = torch.device(device)
-            except (RuntimeError, ValueError):
-                raise VembedError(f"search backend 'torch' got a bad device {device!r}") from None
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise VembedError(
-                    f"search backend 'torch:{device}': only {torch.cuda.device_count()} CUDA device(s)"
-                )
-        elif device != "cpu":
-            raise VembedError(f"search backend 'torch' takes device cuda[:N] or cpu, got {device!r}")
-        from vembed_bench.search.torch_backend import TorchBackend
-
-        return TorchBackend(device)
-    raise _unknown(base)
+        # The first available one; later ones are not even asked (asking torch imports it).
+        first = SEARCH_BACKENDS.find(lambda entry: entry.load().available())
+        if first is None:
+            raise VembedError("no search backend is available here; install numpy, faiss or torch")
+        return _resolve(first.name, None)
+    if base not in SEARCH_BACKENDS:
+        raise _unknown(base)
+    return SEARCH_BACKENDS.get(base).create(device)
 
 
 def resolve_backend(name: str = "auto") -> SearchBackend:

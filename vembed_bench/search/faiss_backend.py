@@ -95,6 +95,27 @@ class FaissBackend:
 
     name = "faiss"
 
+    @classmethod
+    def available(cls) -> bool:
+        """faiss is installed."""
+        try:
+            _faiss()
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def create(cls, device: str | None = None) -> "FaissBackend":
+        """The backend for ``faiss`` / ``faiss:cpu`` / ``faiss:gpu``, or a one-line error."""
+        if device not in (None, "cpu", "gpu"):
+            raise VembedError(f"search backend 'faiss' takes device cpu or gpu, got {device!r}")
+        if not cls.available():
+            raise VembedError(
+                "search backend 'faiss' needs faiss: install faiss-cpu (or faiss-gpu), "
+                "or use backend 'numpy'"
+            )
+        return cls(device)
+
     def __init__(self, device: str | None = None) -> None:
         faiss = _faiss()
         self._faiss = faiss

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
 from vembed_bench.search.base import (
     SearchResult,
@@ -198,8 +199,19 @@ class NumpyBackend:
 
     name = "numpy"
 
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    @classmethod
+    def create(cls, device: str | None = None) -> "NumpyBackend":
+        """The CPU backend; any other device is a one-line error."""
+        if device not in (None, "cpu"):
+            raise VembedError(f"search backend 'numpy' runs on the CPU only, got device {device!r}")
+        return cls(device)
+
     def __init__(self, device: str | None = None) -> None:
-        # Only the CPU exists for numpy; resolve_backend rejects other devices.
+        # Only the CPU exists for numpy; create() rejects other devices.
         self.device = "cpu"
 
     def search(

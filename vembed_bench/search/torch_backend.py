@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
 from vembed_bench.search.base import (
     DEFAULT_MEMORY_MB,
@@ -63,6 +64,39 @@ class TorchBackend:
     """Exact blocked matmul + topk on a torch device (CUDA by default)."""
 
     name = "torch"
+
+    @classmethod
+    def available(cls) -> bool:
+        """A CUDA device is usable (``torch:cpu`` must be asked for by name)."""
+        return cuda_available()
+
+    @classmethod
+    def create(cls, device: str | None = None) -> "TorchBackend":
+        """The backend for ``torch`` (CUDA), ``torch:cuda:N`` or ``torch:cpu``, or a one-line error."""
+        try:
+            torch = _torch()
+        except ImportError:
+            raise VembedError(
+                "search backend 'torch' needs torch: install the 'torch' extra, or use 'numpy'"
+            ) from None
+        device = device or "cuda"
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise VembedError(
+                    "search backend 'torch' needs CUDA, which is not available here; "
+                    "use 'faiss' or 'numpy' (or 'torch:cpu' to force the CPU)"
+                )
+            try:
+                dev = torch.device(device)
+            except (RuntimeError, ValueError):
+                raise VembedError(f"search backend 'torch' got a bad device {device!r}") from None
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise VembedError(
+                    f"search backend 'torch:{device}': only {torch.cuda.device_count()} CUDA device(s)"
+                )
+        elif device != "cpu":
+            raise VembedError(f"search backend 'torch' takes device cuda[:N] or cpu, got {device!r}")
+        return cls(device)
 
     def __init__(self, device: str | None = None) -> None:
         torch = _torch()

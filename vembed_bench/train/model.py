@@ -20,23 +20,25 @@ as ``SentenceTransformer``, so one loop (GradCache, DDP, checkpoints) trains the
 
 Each backend module also has ``eval_options(recipe, tuned) -> dict``: the
 ``load_encoder`` options that score the base model (``tuned=False``) and the
-saved folder (``tuned=True``) the way training embeds them.
+saved folder (``tuned=True``) the way training embeds them. Backend modules are
+entries of :data:`TRAINING_BACKENDS` (registered lazily by module name).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from collections.abc import Sequence
-from types import ModuleType
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from vembed_bench.errors import VembedError
+from vembed_bench.registry import Registry
 
 __all__ = [
     "INPUT_KINDS",
     "TRAINABLE_TYPES",
+    "TRAINING_BACKENDS",
     "accepted_inputs",
     "build_model",
     "eval_options",
@@ -72,26 +74,27 @@ def resolve_model_path(recipe: Any) -> str:
     raise VembedError(f"{recipe.source}: model.path {value} does not exist (looked at {path})")
 
 
-# model.type -> the module that builds it (``build(recipe, device)``, ``eval_options``).
-TRAINABLE_TYPES = {
-    "timm": "vembed_bench.train.backends.timm_backend",
-    "composed": "vembed_bench.train.backends.composed_backend",
-    "llm": "vembed_bench.train.backends.llm_backend",
-    "vision": "vembed_bench.train.backends.hf_vision_backend",
-    "clip": "vembed_bench.train.backends.hf_vision_backend",
-    "vlm": "vembed_bench.train.backends.vlm_backend",
-}
 _TEXT_TYPES = ("sentence-transformers", "st", "hf")
-_BOTH = frozenset({"text", "image"})
-INPUT_KINDS = {
-    "timm": frozenset({"image"}),
-    "composed": _BOTH,
-    "llm": frozenset({"text"}),
-    "vision": frozenset({"image"}),
-    "clip": _BOTH,
-    "vlm": _BOTH,
-    **{kind: frozenset({"text"}) for kind in _TEXT_TYPES},
-}
+"""Trained here as a SentenceTransformer (see the module docstring), not by a backend module."""
+_TEXT = frozenset({"text"})
+_IMAGE = frozenset({"image"})
+_BOTH = _TEXT | _IMAGE
+
+TRAINING_BACKENDS: Registry[ModuleType] = Registry(
+    "trainable model type", hint=f"(or {', '.join(_TEXT_TYPES)}, trained as sentence-transformers)")
+"""model.type -> the backend module that builds it (``build(recipe, device)``, ``eval_options``);
+``inputs`` in its metadata: what it embeds, known before it is loaded (the built model's ``accepts``)."""
+_BACKENDS = "vembed_bench.train.backends"
+TRAINING_BACKENDS.lazy("timm", f"{_BACKENDS}.timm_backend", inputs=_IMAGE)
+TRAINING_BACKENDS.lazy("composed", f"{_BACKENDS}.composed_backend", inputs=_BOTH)
+TRAINING_BACKENDS.lazy("llm", f"{_BACKENDS}.llm_backend", inputs=_TEXT)
+TRAINING_BACKENDS.lazy("vision", f"{_BACKENDS}.hf_vision_backend", inputs=_IMAGE)
+TRAINING_BACKENDS.lazy("clip", f"{_BACKENDS}.hf_vision_backend", inputs=_BOTH)
+TRAINING_BACKENDS.lazy("vlm", f"{_BACKENDS}.vlm_backend", inputs=_BOTH)
+TRAINABLE_TYPES = TRAINING_BACKENDS
+"""The old name of :data:`TRAINING_BACKENDS`."""
+INPUT_KINDS = {**{e.name: e.meta["inputs"] for e in TRAINING_BACKENDS.entries()},
+               **{kind: _TEXT for kind in _TEXT_TYPES}}
 """What a model of each type embeds, known before it is loaded (the built model's ``accepts``)."""
 
 
@@ -111,14 +114,14 @@ def model_kind(recipe: Any) -> str:
 def trainable_inputs(kind: str) -> frozenset[str]:
     """The inputs a model of type ``kind`` embeds; refuses a type that cannot be trained."""
     if kind not in INPUT_KINDS:
-        choices = ", ".join(["sentence-transformers", "hf", *TRAINABLE_TYPES])
+        choices = ", ".join(["sentence-transformers", "hf", *TRAINING_BACKENDS.names()])
         raise VembedError(f"model.type {kind!r} cannot be trained; choose one of {choices}")
     return INPUT_KINDS[kind]
 
 
 def _backend(kind: str) -> ModuleType:
     trainable_inputs(kind)  # refuses a type that cannot be trained
-    return importlib.import_module(TRAINABLE_TYPES[kind])
+    return TRAINING_BACKENDS.get(kind)
 
 
 def build_model(recipe: Any, *, device: str = "cpu") -> Any:
@@ -277,6 +280,11 @@ def save_model(model: Any, folder: Path, *, prompts: dict[str, str] | None = Non
         _set_inner(transformer, transformer.auto_model.merge_and_unload())
     if prompts:
         out.prompts = {**(out.prompts or {}), **prompts}
+    if hasattr(out, "_model_card_text"):
+        # sentence-transformers copies the base model's card (and so its title) into the saved
+        # folder unless its own Trainer ran; a fresh card keeps the fine-tuned model from being
+        # named after its base (encoders/naming.py reads the card's title).
+        out._model_card_text = None
     out.save(str(folder))
     return folder
 

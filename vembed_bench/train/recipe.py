@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 SCHEDULES = ("cosine", "linear", "constant")
-LOSSES = ("infonce", "supcon", "triplet", "cosent", "distill")
 DATA_FORMATS = ("auto", "pairs", "embedrag", "beir", "labels", "scored", "teacher")
 LOGGERS = ("tensorboard", "wandb", "none")
 
@@ -348,6 +347,13 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) < 40 else text[:37] + '...'}"
 
 
+def _loss_names() -> list[str]:
+    """The registered losses (:data:`vembed_bench.train.losses.LOSSES`)."""
+    from vembed_bench.train.losses import LOSSES
+
+    return LOSSES.names()
+
+
 def _check_values(recipe: Recipe, source: str) -> None:
     def refuse(key: str, message: str) -> None:
         raise VembedError(f"{source}: '{key}' {message}")
@@ -355,7 +361,7 @@ def _check_values(recipe: Recipe, source: str) -> None:
     if not recipe.name or "/" in recipe.name or recipe.name in (".", ".."):
         refuse("name", "must be a non-empty folder name without '/'")
     choices = {
-        "loss.name": (recipe.loss.name, LOSSES),
+        "loss.name": (recipe.loss.name, _loss_names()),
         "training.schedule": (recipe.training.schedule, SCHEDULES),
         "data.format": (recipe.data.format, DATA_FORMATS),
         "training.logger": (recipe.training.logger, LOGGERS),

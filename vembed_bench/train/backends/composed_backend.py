@@ -132,11 +132,12 @@ def _publish(tmp: Path, folder: Path) -> None:
 
 def _load_tower(folder: Path, key: str, *, device: str) -> Any:
     from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.options import EncoderOptions
 
+    options = EncoderOptions(show_progress=False, device=device)
     if key == "text":  # the data's prompts are already in the texts: no stored prompt on top
-        return load_encoder(str(folder), show_progress=False, device=device, query_prompt="",
-                            document_prompt="")
-    return load_encoder(str(folder), show_progress=False, device=device, num_workers=0)
+        return load_encoder(str(folder), options.with_(query_prompt="", document_prompt=""))
+    return load_encoder(str(folder), options.with_(num_workers=0))
 
 
 def _tower_dim(encoder: Any, key: str) -> int:

@@ -133,11 +133,13 @@ class CLIPTrainable(_HFTrainable):
 def build(recipe: Any, device: str = "cpu") -> nn.Module:
     """The recipe's vision / clip model, with LoRA and gradient checkpointing when asked."""
     from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.options import EncoderOptions
     from vembed_bench.train.model import model_kind, resolve_model_path
 
     kind = model_kind(recipe)
-    encoder = load_encoder(resolve_model_path(recipe), model_type=kind, device=device,
-                           dtype="float32", show_progress=False, **_encoder_options(recipe, kind))
+    options = EncoderOptions.build(_encoder_options(recipe, kind), model_type=kind, device=device,
+                                   dtype="float32", show_progress=False)
+    encoder = load_encoder(resolve_model_path(recipe), options)
     model = VisionTrainable(encoder) if kind == "vision" else CLIPTrainable(encoder)
     if recipe.model.gradient_checkpointing:
         if not getattr(model.model, "supports_gradient_checkpointing", False):

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 from vembed_bench.encoders.llm_encoder import LLMEncoder, load_causal_lm, write_settings
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES
 from vembed_bench.errors import VembedError
+from vembed_bench.options import EncoderOptions
 
 __all__ = ["LLMEmbedder", "build", "eval_options"]
 
@@ -58,9 +59,7 @@ def build(recipe: Any, device: str = "cpu") -> "LLMEmbedder":
     lora = recipe.lora
     if lora.load_in_4bit:
         _check_qlora(recipe, device)
-    encoder = _TrainingEncoder(
-        resolve_model_path(recipe),
-        quantize=lora.load_in_4bit,
+    options = EncoderOptions(
         pooling=_pooling(recipe),
         attention=_attention(recipe),
         query_prompt="",  # the data reader already applied data.query_prompt
@@ -71,6 +70,7 @@ def build(recipe: Any, device: str = "cpu") -> "LLMEmbedder":
         trust_remote_code=recipe.model.trust_remote_code,
         show_progress=False,
     )
+    encoder = _TrainingEncoder(resolve_model_path(recipe), options, quantize=lora.load_in_4bit)
     model = LLMEmbedder(encoder)
     if lora.load_in_4bit:
         from peft import prepare_model_for_kbit_training
@@ -105,9 +105,9 @@ def eval_options(recipe: Any, *, tuned: bool) -> dict[str, Any]:
 class _TrainingEncoder(LLMEncoder):
     """The eval encoder, loading the base in 4-bit when asked (bitsandbytes models cannot ``.to()``)."""
 
-    def __init__(self, source: str, *, quantize: bool, **options: Any) -> None:
+    def __init__(self, source: str, options: EncoderOptions, *, quantize: bool) -> None:
         self._quantize = quantize
-        super().__init__(source, **options)
+        super().__init__(source, options)
 
     def _load_llm(self, attn_implementation: str | None) -> tuple[Any, Any]:
         if not self._quantize:

@@ -63,10 +63,12 @@ class VLMTrainable(nn.Module):
 
 def build(recipe: Any, device: str = "cpu") -> nn.Module:
     from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.options import EncoderOptions
     from vembed_bench.train.model import resolve_model_path, with_lora
 
-    encoder = load_encoder(resolve_model_path(recipe), device=device, dtype="float32", show_progress=False,
-                           max_length=recipe.model.max_length, **eval_options(recipe, tuned=False))
+    options = EncoderOptions.build(eval_options(recipe, tuned=False), device=device, dtype="float32",
+                                   show_progress=False, max_length=recipe.model.max_length)
+    encoder = load_encoder(resolve_model_path(recipe), options)
     model = VLMTrainable(encoder)
     if recipe.model.gradient_checkpointing:
         model.model.gradient_checkpointing_enable()

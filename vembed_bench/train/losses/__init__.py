@@ -1,43 +1,33 @@
-"""Losses, one per module, all ``loss(batch: EmbeddingBatch) -> scalar``; :func:`build_loss` picks one."""
+"""Losses, one per module, all ``loss(batch: EmbeddingBatch) -> scalar``; :func:`build_loss` picks one.
+
+Each loss is an entry of :data:`LOSSES` (registered lazily, so naming a loss
+imports no torch) whose class builds itself from a recipe's ``loss`` section
+with ``from_config(cfg, *, gather)``. The recipe schema accepts exactly the
+registered names.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from vembed_bench.registry import Registry
 from vembed_bench.train.losses.base import EmbeddingBatch
 
-__all__ = ["EmbeddingBatch", "build_loss"]
+__all__ = ["LOSSES", "EmbeddingBatch", "build_loss"]
+
+LOSSES: Registry[Any] = Registry("loss")
+"""``loss.name`` -> a loss class with ``from_config(cfg, *, gather)``."""
+_LOSS = "vembed_bench.train.losses"
+LOSSES.lazy("infonce", f"{_LOSS}.infonce:InfoNCELoss")
+LOSSES.lazy("supcon", f"{_LOSS}.supcon:SupConLoss")
+LOSSES.lazy("triplet", f"{_LOSS}.triplet:TripletLoss")
+LOSSES.lazy("cosent", f"{_LOSS}.cosent:CoSENTLoss")
+LOSSES.lazy("distill", f"{_LOSS}.distill:DistillLoss")
 
 
 def build_loss(cfg: Any, *, gather: bool = True) -> Any:
     """The loss module for a recipe's ``loss`` section (with Matryoshka / spread-out wrappers)."""
-    if cfg.name == "infonce":
-        from vembed_bench.train.losses.infonce import InfoNCELoss
-
-        loss = InfoNCELoss(
-            cfg.temperature,
-            learnable_temperature=cfg.learnable_temperature,
-            symmetric=cfg.symmetric,
-            gather=gather,
-        )
-    elif cfg.name == "supcon":
-        from vembed_bench.train.losses.supcon import SupConLoss
-
-        loss = SupConLoss(cfg.temperature)
-    elif cfg.name == "triplet":
-        from vembed_bench.train.losses.triplet import TripletLoss
-
-        loss = TripletLoss(cfg.margin)
-    elif cfg.name == "cosent":
-        from vembed_bench.train.losses.cosent import CoSENTLoss
-
-        loss = CoSENTLoss(1.0 / cfg.temperature)
-    elif cfg.name == "distill":
-        from vembed_bench.train.losses.distill import DistillLoss
-
-        loss = DistillLoss(cfg.temperature)
-    else:  # pragma: no cover - the recipe schema restricts names
-        raise ValueError(f"unknown loss {cfg.name!r}")
+    loss = LOSSES.get(cfg.name).from_config(cfg, gather=gather)
     if cfg.matryoshka_dims:
         from vembed_bench.train.losses.matryoshka import MatryoshkaLoss
 

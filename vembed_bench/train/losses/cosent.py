@@ -6,6 +6,8 @@ pairwise ranking form that trains on graded similarity (STS-style) data.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +18,11 @@ __all__ = ["CoSENTLoss"]
 
 
 class CoSENTLoss(nn.Module):
+    @classmethod
+    def from_config(cls, cfg: Any, *, gather: bool = True) -> "CoSENTLoss":
+        """From a recipe's ``loss`` section: the scale is ``1 / temperature``."""
+        return cls(1.0 / cfg.temperature)
+
     def __init__(self, scale: float = 20.0) -> None:
         super().__init__()
         self.scale = scale

@@ -7,6 +7,8 @@ temperature, and the student's cosine similarities with the loss temperature.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,11 @@ __all__ = ["DistillLoss"]
 
 
 class DistillLoss(nn.Module):
+    @classmethod
+    def from_config(cls, cfg: Any, *, gather: bool = True) -> "DistillLoss":
+        """From a recipe's ``loss`` section (``temperature``)."""
+        return cls(cfg.temperature)
+
     def __init__(self, temperature: float = 0.05, teacher_temperature: float = 1.0) -> None:
         super().__init__()
         self.temperature = temperature

@@ -9,6 +9,7 @@ clamped to [1e-3, 1] so it cannot collapse).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,12 @@ __all__ = ["InfoNCELoss"]
 
 
 class InfoNCELoss(nn.Module):
+    @classmethod
+    def from_config(cls, cfg: Any, *, gather: bool = True) -> "InfoNCELoss":
+        """From a recipe's ``loss`` section (``temperature``, ``learnable_temperature``, ``symmetric``)."""
+        return cls(cfg.temperature, learnable_temperature=cfg.learnable_temperature,
+                   symmetric=cfg.symmetric, gather=gather)
+
     def __init__(
         self,
         temperature: float = 0.05,

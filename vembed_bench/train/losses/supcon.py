@@ -7,6 +7,8 @@ other views that share its label; views without a same-label partner are skipped
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,11 @@ __all__ = ["SupConLoss"]
 
 
 class SupConLoss(nn.Module):
+    @classmethod
+    def from_config(cls, cfg: Any, *, gather: bool = True) -> "SupConLoss":
+        """From a recipe's ``loss`` section (``temperature``)."""
+        return cls(cfg.temperature)
+
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
         self.temperature = temperature

@@ -7,6 +7,8 @@ another row is used (batch-hard), so the loss works on plain pairs too.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,11 @@ __all__ = ["TripletLoss"]
 
 
 class TripletLoss(nn.Module):
+    @classmethod
+    def from_config(cls, cfg: Any, *, gather: bool = True) -> "TripletLoss":
+        """From a recipe's ``loss`` section (``margin``)."""
+        return cls(cfg.margin)
+
     def __init__(self, margin: float = 0.2) -> None:
         super().__init__()
         self.margin = margin
