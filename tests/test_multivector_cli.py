@@ -140,7 +140,7 @@ def test_faiss_rerank_records_depth_and_equals_exact_when_deep(colbert_dir: Path
 
 def test_model_type_colbert_and_errors(colbert_dir: Path, task: Path, tmp_path: Path) -> None:
     from vembed_bench.evaluation import evaluate
-    from vembed_bench.multivector import is_multivector_model
+    from vembed_bench.encoders.loader import is_multivector_model
 
     plain = tmp_path / "plain"
     plain.mkdir()

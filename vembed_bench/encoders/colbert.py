@@ -36,11 +36,10 @@ class ColBERTEncoder(HFEncoder):
     multi_vector = True
 
     def __init__(self, source: str | Path, options: EncoderOptions = EncoderOptions(), *,
-                 folder: Path | None = None, **legacy_options: Any) -> None:
-        """``legacy_options``: the keyword form ``vembed_bench.multivector`` still uses; remove with it."""
+                 folder: Path | None = None) -> None:
         from vembed_bench.encoders.loader import as_options
 
-        options = as_options(options, legacy_options)
+        options = as_options(options)
         if options.pooling is None:
             options = options.with_(pooling="cls")  # unused: every token is kept
         super().__init__(source, options, folder=folder)
@@ -100,7 +99,7 @@ class ColBERTEncoder(HFEncoder):
     # The single-vector path does not apply: say so instead of pooling silently.
     def _forward(self, features: dict[str, Any]) -> np.ndarray:
         raise VembedError(f"{self.name} is a multi-vector (late interaction) model; "
-                          "evaluate it with vembed_bench.multivector.evaluate_multivector")
+                          "evaluate it with vembed_bench.evaluate (MaxSim search)")
 
     def _settings(self) -> dict[str, Any]:
         return {**super()._settings(), "multi_vector": True, "dim": self.dim,

@@ -5,7 +5,7 @@ processors, which add the models' own prompts (the visual prompt prefix for
 images; ``Query: `` and the query augmentation tokens for queries) and return
 unit-norm token embeddings. This wrapper only batches items through them and
 keeps each item's real tokens (``attention_mask``) as a ``(tokens, dim)``
-matrix for MaxSim (:func:`vembed_bench.multivector.evaluate_multivector`).
+matrix for MaxSim (:mod:`vembed_bench.evaluation.multivector`).
 
 Items with an image are embedded from the image alone (the page), as in
 ColPali; text items (queries, or text documents) go through the query path.
@@ -40,13 +40,12 @@ class ColVisionEncoder(TextEncoderBase):
     multi_vector = True
 
     def __init__(self, source: str | Path, options: EncoderOptions = EncoderOptions(), *,
-                 folder: Path | None = None, **legacy_options: Any) -> None:
-        """``legacy_options``: the keyword form ``vembed_bench.multivector`` still uses; remove with it."""
+                 folder: Path | None = None) -> None:
         import transformers
 
         from vembed_bench.encoders.loader import as_options
 
-        options = as_options(options, legacy_options)
+        options = as_options(options)
         for name in ("pooling", "query_prompt", "document_prompt", "max_length"):
             if getattr(options, name) is not None:
                 raise VembedError(f"--{name.replace('_', '-')} does not apply to ColPali/ColQwen2 models: "
@@ -104,7 +103,7 @@ class ColVisionEncoder(TextEncoderBase):
 
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         raise VembedError(f"{self.name} is a multi-vector (late interaction) model; "
-                          "evaluate it with vembed_bench.multivector.evaluate_multivector")
+                          "evaluate it with vembed_bench.evaluate (MaxSim search)")
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "name": self.name, "path": self.source, "multi_vector": True,

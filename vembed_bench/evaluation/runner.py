@@ -234,21 +234,8 @@ def check_source(spec: ModelSpec, options: EncoderOptions) -> None:
     """
     if not isinstance(spec.source, (str, Path)):
         return
-    try:  # TEMP until the encoders-registry branch lands
-        from vembed_bench.encoders.loader import model_identity
-    except ImportError:
-        from vembed_bench.encoders.loader import detect_model_type, looks_like_hub_id
+    from vembed_bench.encoders.identity import model_identity
 
-        path = Path(str(spec.source)).expanduser()
-        if path.is_dir():
-            if not options.model_type and not ModelHandle(spec.source, options).multi_vector:
-                detect_model_type(path)
-        elif path.exists():
-            raise VembedError(f"model path {spec.source} is a file; pass the model's folder instead")
-        elif not looks_like_hub_id(str(spec.source)):
-            raise VembedError(f"model path {spec.source} does not exist; pass a local folder with the model "
-                              "files (or a Hugging Face hub id such as org/name)")
-        return
     model_identity(spec.source, options)
 
 

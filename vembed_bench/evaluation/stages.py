@@ -175,12 +175,8 @@ class ModelHandle:
 
 
 def _is_multivector(source: Any, options: EncoderOptions) -> bool:
-    try:  # TEMP until the encoders-registry branch lands
-        from vembed_bench.encoders.loader import is_multivector_model
-    except ImportError:
-        from vembed_bench.multivector import is_multivector_model
+    from vembed_bench.encoders.loader import is_multivector_model
 
-        return is_multivector_model(source, options.overrides())
     return is_multivector_model(source, options)
 
 
@@ -194,33 +190,20 @@ def _quiet_library_bars() -> None:
 
 
 def _load(source: Any, options: EncoderOptions, multi_vector: bool) -> Any:
+    from vembed_bench.encoders.loader import load_encoder, load_multivector_encoder
+
     _quiet_library_bars()
-    try:  # TEMP until the encoders-registry branch lands
-        from vembed_bench.encoders.loader import load_multivector_encoder
-    except ImportError:
-        from vembed_bench.encoders.loader import load_encoder
-        from vembed_bench.multivector import load_multivector_encoder
-
-        values = options.overrides()
-        if multi_vector:
-            return load_multivector_encoder(source, **values)
-        return load_encoder(source, **values)
-    from vembed_bench.encoders.loader import load_encoder
-
     return load_multivector_encoder(source, options) if multi_vector else load_encoder(source, options)
 
 
 def _identity(handle: ModelHandle) -> tuple[str, str]:
-    try:  # TEMP until the encoders-registry branch lands
-        from vembed_bench.encoders.loader import model_identity
-    except ImportError:
-        encoder = handle.encoder({})
-        return handle.options.name or encoder.name, weights_digest(encoder)
+    from vembed_bench.encoders.identity import model_identity
+
     identity = model_identity(handle.source, handle.options)
-    if identity.weights_digest is None:  # a hub id or an object: ask the encoder itself
+    if identity.weights_digest is None:  # a hub id not downloaded yet, or an object: ask the encoder
         encoder = handle.encoder({})
         return handle.options.name or encoder.name, weights_digest(encoder)
-    return identity.name, identity.weights_digest
+    return handle.options.name or identity.name, identity.weights_digest
 
 
 # -- embedding ------------------------------------------------------------------------------------
@@ -288,12 +271,10 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
 
 
 def weights_digest(encoder: Any) -> str:
-    """The digest of the encoder's weights alone (its full fingerprint for encoders that cannot tell)."""
+    """The digest of the encoder's weights alone; a user's object that cannot tell gets its fingerprint."""
     own = getattr(encoder, "weights_digest", None)
-    if callable(own):
-        return own()
-    content = getattr(encoder, "_content_digest", None)
-    return content() if callable(content) else encoder.fingerprint()
+    digest = own() if callable(own) else None
+    return digest or encoder.fingerprint()
 
 
 def _encode_method(encoder: Any, role: str, multi: bool, batch_size: int) -> Callable[[Sequence[Item]], Any]:
