@@ -239,6 +239,18 @@ def _wrap_object(model: object, options: EncoderOptions) -> Encoder:
 
 
 def _load_source(model: str | Path, options: EncoderOptions, *, multi_vector: bool | None) -> Encoder:
+    source, folder, entry = resolve_source(model, options, multi_vector=multi_vector)
+    return entry.load()(source, options, folder=folder)
+
+
+def resolve_source(model: str | Path, options: EncoderOptions, *, multi_vector: bool | None = None,
+                   fetch: bool = True) -> tuple[str, Path | None, Entry | None]:
+    """(source, folder, model type) of a folder or hub id, checked without loading any weights.
+
+    A missing path, a file, an undetectable folder or an option the type does not
+    take is one :class:`VembedError` line. With ``fetch=False`` a hub id is only
+    recognised as one (no download; folder and type are None).
+    """
     text = str(model)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -250,6 +262,8 @@ def _load_source(model: str | Path, options: EncoderOptions, *, multi_vector: bo
             f"model path {text} does not exist; pass a local folder with the model files "
             "(or a Hugging Face hub id such as org/name)"
         )
+    elif not fetch:
+        return text, None, None
     else:
         source, folder = text, _hub_snapshot(text)
     if options.model_type:
@@ -261,7 +275,7 @@ def _load_source(model: str | Path, options: EncoderOptions, *, multi_vector: bo
     else:
         entry = detect_model_type(folder, multi_vector=True if multi_vector else None)
     check_type_options(entry, options)
-    return entry.load()(source, options, folder=folder)
+    return source, folder, entry
 
 
 def _hub_snapshot(repo_id: str) -> Path:

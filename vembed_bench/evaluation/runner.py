@@ -234,9 +234,9 @@ def check_source(spec: ModelSpec, options: EncoderOptions) -> None:
     """
     if not isinstance(spec.source, (str, Path)):
         return
-    from vembed_bench.encoders.identity import model_identity
+    from vembed_bench.encoders.loader import is_multivector_model, resolve_source
 
-    model_identity(spec.source, options)
+    resolve_source(spec.source, options, multi_vector=is_multivector_model(spec.source, options), fetch=False)
 
 
 def check_writable(options: EvalOptions) -> None:
