@@ -61,14 +61,16 @@ def test_cli_writes_a_complete_result_and_the_api_reproduces_it_from_the_cache(t
     frame = api.to_pandas()
     assert frame.set_index("metric").loc["ndcg@10", "value"] == api.main_score
 
-    # A CLI re-run is a full cache hit: it neither loads the model nor imports torch.
-    rerun = subprocess.run(
-        [sys.executable, "-c", "import sys; from vembed_bench.cli import app; "
-         f"app({args!r}, standalone_mode=False); print('TORCH', 'torch' in sys.modules)"],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    assert "TORCH False" in rerun.stdout and "cache hits 2/2" in rerun.stdout
+    # A CLI re-run reuses the identical result; a forced recompute is a full cache hit. Neither
+    # loads the model nor imports torch.
+    for extra, expected in (([], "reused "), (["--overwrite-strategy", "always"], "cache hits 2/2")):
+        rerun = subprocess.run(
+            [sys.executable, "-c", "import sys; from vembed_bench.cli import app; "
+             f"app({[*args, *extra]!r}, standalone_mode=False); print('TORCH', 'torch' in sys.modules)"],
+            capture_output=True, text=True, cwd=REPO,
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert "TORCH False" in rerun.stdout and expected in rerun.stdout + rerun.stderr
     rerun_record = json.loads(path.read_text())
     assert rerun_record["scores"] == record["scores"]
     assert rerun_record["model_info"] == record["model_info"]

@@ -105,6 +105,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def __iter__(self) -> Iterator[str]:
+        """The registered names, in order (so ``for name in REGISTRY`` reads like a dict)."""
+        return iter(self.names())
+
     def entries(self) -> Iterator[Entry[T]]:
         """Entries in order (``first=True`` entries ahead of the rest)."""
         return iter(list(self._entries.values()))

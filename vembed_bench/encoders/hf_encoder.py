@@ -28,6 +28,7 @@ from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.pooling import POOLING_MODES, pool
 from vembed_bench.encoders.runtime import (
+    role_label,
     CPU_BATCH_TOKENS,
     library_versions,
     progress_bar,
@@ -141,7 +142,7 @@ class HFEncoder(TextEncoderBase):
     # -- encoding --------------------------------------------------------------------------
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         texts = format_items(items, self.prompts[role], encoder=f"{self.name} ({self.kind})")
-        return self.encode_texts(texts, batch_size=batch_size, desc=f"{self.name} {role}s")
+        return self.encode_texts(texts, batch_size=batch_size, desc=role_label(role, items))
 
     def encode_texts(
         self, texts: Sequence[str], *, batch_size: int = 32, desc: str = "encoding"

@@ -19,7 +19,7 @@ from vembed_bench.data.types import Item
 from vembed_bench.encoders.base import EncoderBase
 from vembed_bench.encoders.image_io import ImageStats, Transform, image_batches
 from vembed_bench.encoders.input_keys import check_role, image_key, text_key
-from vembed_bench.encoders.runtime import library_versions, progress_bar
+from vembed_bench.encoders.runtime import library_versions, progress_bar, role_label
 from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, format_item
 from vembed_bench.errors import VembedError
@@ -110,7 +110,7 @@ class ImageEncoderBase(EncoderBase):
                 out = np.zeros((len(items), self.dim), dtype=np.float32)
             out[list(rows)] = vectors
 
-        with progress_bar(len(items), f"{self.name} {role}s", self.show_progress) as bar:
+        with progress_bar(len(items), role_label(role, items), self.show_progress) as bar:
             if text_rows:
                 texts = [format_item(items[r], self.prompts.get(role)) for r in text_rows]
                 for start in range(0, len(texts), batch_size):

@@ -40,7 +40,7 @@ from vembed_bench.encoders.bidirectional import check_attention, make_bidirectio
 from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES, llm_pool
 from vembed_bench.encoders.input_keys import check_role, text_key
-from vembed_bench.encoders.runtime import CPU_BATCH_TOKENS, progress_bar, torch_dtype
+from vembed_bench.encoders.runtime import CPU_BATCH_TOKENS, progress_bar, role_label, torch_dtype
 from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import (
     DOCUMENT,
@@ -153,7 +153,7 @@ class LLMEncoder(HFEncoder):
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         items = [self._with_default_instruction(item, role) for item in items]
         texts = format_items(items, self.prompts[role], encoder=f"{self.name} ({self.kind})")
-        return self.encode_texts(texts, batch_size=batch_size, desc=f"{self.name} {role}s")
+        return self.encode_texts(texts, batch_size=batch_size, desc=role_label(role, items))
 
     def input_key(self, item: Item, role: str) -> str:
         """The exact string the model sees (prompt template and default instruction applied)."""

@@ -71,6 +71,13 @@ def torch_dtype(name: str) -> "torch.dtype":
     return getattr(torch, _DTYPE_ALIASES.get(name, name))
 
 
+def role_label(role: str, items: Any = ()) -> str:
+    """What a progress bar counts: "images" when every item is an image, else "queries" or "documents"."""
+    if items and all(getattr(item, "image", None) is not None for item in items):
+        return "images"
+    return {"query": "queries", "document": "documents"}.get(role, f"{role}s")
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar on stderr counting items; a silent no-op bar when disabled.
 

@@ -25,6 +25,7 @@ from vembed_bench.encoders.base import l2_normalize
 from vembed_bench.encoders.fingerprint import folder_digest, state_dict_digest
 from vembed_bench.encoders.input_keys import check_role, text_key
 from vembed_bench.encoders.runtime import (
+    role_label,
     CPU_BATCH_TOKENS,
     library_versions,
     progress_bar,
@@ -36,6 +37,10 @@ from vembed_bench.errors import VembedError
 from vembed_bench.options import EncoderOptions
 
 __all__ = ["STEncoder", "has_router", "state_dict_digest"]
+
+
+PROGRESS_BATCHES = 16
+"""Batches per call to the library: large enough to keep its length sorting effective."""
 
 
 class STEncoder(TextEncoderBase):
@@ -112,17 +117,19 @@ class STEncoder(TextEncoderBase):
             return np.zeros((0, _dimension(self.model) or 0), dtype=np.float32)
         method = {QUERY: "encode_query", DOCUMENT: "encode_document"}[role]
         encode = getattr(self.model, method, None) or self.model.encode  # ST < 5 has only encode
-        groups = self._groups(texts, prefix, batch_size)
-        if len(groups) == 1:
-            return l2_normalize(self._call(encode, texts, prefix, batch_size, self.show_progress))
         out: np.ndarray | None = None
-        with progress_bar(len(texts), f"{self.name} {role}s", self.show_progress) as bar:
-            for idx, size in groups:
-                emb = self._call(encode, [texts[i] for i in idx], prefix, size, False)
-                if out is None:
-                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-                out[idx] = emb
-                bar.update(len(idx))
+        with progress_bar(len(texts), role_label(role, items), self.show_progress) as bar:
+            for idx, size in self._groups(texts, prefix, batch_size):
+                # Calls of PROGRESS_BATCHES batches each, so our labelled bar moves (the
+                # library's own bar only counts unlabelled "Batches" of one call).
+                step = size * PROGRESS_BATCHES
+                for start in range(0, len(idx), step):
+                    part = idx[start:start + step]
+                    emb = self._call(encode, [texts[i] for i in part], prefix, size, False)
+                    if out is None:
+                        out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                    out[part] = emb
+                    bar.update(len(part))
         assert out is not None
         return l2_normalize(out)
 

@@ -30,7 +30,7 @@ from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.input_keys import check_role, image_key, text_key
 from vembed_bench.encoders.pooling import last_token_pool
-from vembed_bench.encoders.runtime import library_versions, progress_bar, torch_dtype
+from vembed_bench.encoders.runtime import library_versions, progress_bar, role_label, torch_dtype
 from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
 from vembed_bench.encoders.text_inputs import DOCUMENT, QUERY, item_text, with_instruction
 from vembed_bench.errors import VembedError
@@ -108,7 +108,7 @@ class VLMEncoder(TextEncoderBase):
 
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
         items = [self._with_default_instruction(item, role) for item in items]
-        return self.encode_items(items, batch_size=batch_size, desc=f"{self.name} {role}s")
+        return self.encode_items(items, batch_size=batch_size, desc=role_label(role, items))
 
     def input_key(self, item: Item, role: str) -> str:
         """The prompt string the processor receives, and the image's content digest if any."""
