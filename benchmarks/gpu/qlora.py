@@ -53,7 +53,8 @@ def body(part: Part):
     import yaml
 
     from vembed_bench.train.data import read_examples
-    from vembed_bench.train.flow import check_inputs, resolve_recipe
+    from vembed_bench.train.flow import resolve_recipe
+    from vembed_bench.train.preflight import check_inputs
     from vembed_bench.train.loop import fit
     from vembed_bench.train.model import build_model
 
