@@ -67,7 +67,7 @@ parts() {
   run_part encode_decoder 100
   run_part search 80
   run_part faiss_gpu 20
-  run_part qlora 90
+  run_part qlora 150
   run_part bidirectional 60
   python3 benchmarks/gpu/report.py --work "$WORK" --out "$OUT" --started "$START" $FLAG
   say "done: $OUT/gpu.md"
