@@ -39,8 +39,9 @@ from vembed_bench.options import EncoderOptions
 __all__ = ["STEncoder", "has_router", "state_dict_digest"]
 
 
-PROGRESS_BATCHES = 16
-"""Batches per call to the library: large enough to keep its length sorting effective."""
+PROGRESS_BATCHES = 64
+"""Batches per call to the library: enough for its length sorting to work (at 16, an H200 encoded
+MiniLM at 0.92x of one whole-list call), few enough for the bar to move."""
 
 
 class STEncoder(TextEncoderBase):
