@@ -276,3 +276,23 @@ def test_label_clash_is_disambiguated_by_fingerprint(tmp_path):
         "text-small [dc3d9353]",
         "text-small [ffff0000]",
     ]
+
+
+def test_a_limited_sample_never_heads_a_board_even_when_more_numerous(tmp_path):
+    """Three --limit samples and one full-split run: the full run is the headline, the samples
+    are listed apart with the reason (the complaint that made a 20-query sample the headline)."""
+    full = read_result_file(FIXTURES / "text-small-dc3d9353/faq_en/test.json")
+    samples = []
+    for n, model in enumerate(("a", "b", "c")):
+        item = read_result_file(FIXTURES / "text-small-dc3d9353/faq_en/test.json")
+        item.result.model = model
+        item.result.model_info = {**item.result.model_info, "fingerprint": f"{n:064d}"}
+        item.result.limit = 20
+        item.result.settings = {"limit": 20, "seed": 0}
+        item.result.task_info = {**item.result.task_info, "data_fingerprint": "sample", "n_queries": 20}
+        item.path = tmp_path / f"{model}.json"
+        samples.append(item)
+    board = build_boards([*samples, full])[0]
+    assert [e.result.model for e in board.entries] == [full.result.model]
+    reasons = [reason for _, reason in board.apart]
+    assert len(reasons) == 3 and all("limit 20 vs None" in r for r in reasons)

@@ -1,8 +1,8 @@
 """Leaderboards: group results into comparable columns, rank them, lay out the pages.
 
 A *board* is one task split. Its results are split by
-:func:`~vembed_bench.report.comparison.comparability_key`: the largest group
-(ties: the smallest key) is the leaderboard, every other result is listed
+:func:`~vembed_bench.report.comparison.comparability_key`: the largest group of
+full-split results (ties: the smallest key) is the leaderboard, every other result is listed
 apart with the reason it cannot share the column. A *system* is a model with
 its settings (``model_info`` except the device) and search index; each system
 has one row per board, and repeated evaluations of the same system are listed
@@ -162,6 +162,11 @@ def suites_of(result: Result, explicit: Mapping[str, Sequence[str]] | None = Non
     return sorted({value} if isinstance(value, str) else {str(v) for v in value})
 
 
+def _full_split(result: Result) -> bool:
+    """Every query of the split was evaluated (no ``--limit`` sample)."""
+    return not (result.settings or {}).get("limit") and not result.limit
+
+
 def _path_order(item: ResultFile) -> tuple[int, str]:
     """Shallowest path first, then by name: a results folder wins over a copy in a run folder."""
     return (len(item.path.parts), str(item.path))
@@ -173,7 +178,8 @@ def build_boards(
     *,
     labels: Mapping[str, str] | None = None,
 ) -> list[Board]:
-    """Group results by task split, keep the largest comparable group, rank by main score.
+    """Group results by task split, keep the largest comparable group of full-split results (a
+    ``--limit`` sample heads a board only when nothing else exists), rank by main score.
 
     ``labels`` (system key -> label, see :func:`system_labels`) only breaks ties in the ranking.
     """
@@ -186,7 +192,9 @@ def build_boards(
         groups: dict[tuple, list[ResultFile]] = defaultdict(list)
         for item in items:
             groups[comparability_key(item.result)].append(item)
-        ordered = sorted(groups, key=lambda k: (-len(groups[k]), repr(k)))
+        # Full splits first: a --limit sample never becomes the headline, however many share it.
+        ordered = sorted(groups, key=lambda k: (not any(_full_split(i.result) for i in groups[k]),
+                                                -len(groups[k]), repr(k)))
         kept = groups[ordered[0]]
         reference = kept[0].result
         apart = [
