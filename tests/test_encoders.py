@@ -249,7 +249,8 @@ def test_minilm_hf_mean_matches_sentence_transformers(minilm_hf, st_reference):
 
 def test_describe_records_settings(minilm_hf):
     info = minilm_hf.describe()
-    assert info["type"] == "hf" and info["pooling"] == "mean" and info["dim"] == 384
+    assert info["engine"] == "hf" and info["pooling"] == "mean" and info["dim"] == 384
+    assert info["type"] == "sentence-transformers"  # its own folder's pooling: the folder's identity
     assert info["dtype"] == "float32" and info["device"] == "cpu"
     assert "torch" in info["versions"] and "transformers" in info["versions"]
 
@@ -264,7 +265,7 @@ def test_st_encoder_matches_sentence_transformers(st_reference, monkeypatch):
     import vembed_bench.encoders.st_encoder as st_module
 
     monkeypatch.setattr(st_module, "CPU_BATCH_TOKENS", 512)  # make the length groups kick in
-    enc = load_encoder(MINILM, device="cpu", show_progress=False)
+    enc = load_encoder(MINILM, model_type="sentence-transformers", device="cpu", show_progress=False)
     assert isinstance(enc, STEncoder)
     got = enc.encode_documents(items(TEXTS))
     assert cosine_rows(got, st_reference).min() > 1 - 1e-5
@@ -289,7 +290,7 @@ def test_st_stored_prompts_used_by_default(tmp_path, tiny_bert, tiny_encoder):
     st.save(str(folder))
     assert json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]["query"]
 
-    enc = load_encoder(folder, show_progress=False)
+    enc = load_encoder(folder, model_type="sentence-transformers", show_progress=False)
     assert isinstance(enc, STEncoder)
     assert enc.prompts == {"query": "query: ", "document": "passage: "}
     q = items(TEXTS[:2])
@@ -306,7 +307,37 @@ def test_st_stored_prompts_used_by_default(tmp_path, tiny_bert, tiny_encoder):
 
 def test_st_encoder_rejects_pooling_option():
     with pytest.raises(VembedError, match="model-type hf"):
-        load_encoder(MINILM, pooling="cls")
+        load_encoder(MINILM, model_type="sentence-transformers", pooling="cls")
+
+
+def test_plain_sentence_transformers_folders_run_on_the_hf_encoder(st_reference, tmp_path):
+    """Transformer + Pooling (+ Normalize) folders skip the library: the same vectors and the same
+    identity as the library's route; a folder with a module the hf encoder lacks keeps the library."""
+    from vembed_bench.encoders.folders import is_plain_st_folder
+
+    fast = load_encoder(MINILM, device="cpu", show_progress=False)
+    library = load_encoder(MINILM, model_type="sentence-transformers", device="cpu", show_progress=False)
+    assert isinstance(fast, HFEncoder) and isinstance(library, STEncoder)
+    assert fast.describe()["engine"] == "hf" and fast.describe()["type"] == "sentence-transformers"
+    assert cosine_rows(fast.encode_documents(items(TEXTS)), st_reference).min() > 1 - 1e-5
+    assert fast.fingerprint() == library.fingerprint() and fast.name == library.name
+    # Another pooling than the folder's is another model: its own fingerprint.
+    cls = load_encoder(MINILM, pooling="cls", device="cpu", show_progress=False)
+    assert cls.fingerprint() != fast.fingerprint()
+    # A Dense module (or max pooling, or lower-casing) is something only the library computes.
+    dense = tmp_path / "dense"
+    shutil.copytree(MINILM, dense)
+    modules = json.loads((dense / "modules.json").read_text())
+    modules.append({"idx": len(modules), "name": "3", "path": "3_Dense",
+                    "type": "sentence_transformers.models.Dense"})
+    (dense / "modules.json").write_text(json.dumps(modules))
+    assert not is_plain_st_folder(dense) and is_plain_st_folder(MINILM)
+    maxed = tmp_path / "max"
+    shutil.copytree(MINILM, maxed)
+    config = json.loads((maxed / "1_Pooling" / "config.json").read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (maxed / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    assert not is_plain_st_folder(maxed)
 
 
 # --------------------------------------------------------------------------- detection / errors
@@ -408,7 +439,7 @@ def test_wrapped_beir_style_object_gets_queries_and_corpus_dicts():
 
 
 def test_wrapped_sentence_transformer_matches_and_hashes_weights(st_model, st_reference):
-    enc = load_encoder(st_model, show_progress=False)
+    enc = load_encoder(st_model, show_progress=False)  # an object: always the library
     assert isinstance(enc, STEncoder)
     assert cosine_rows(enc.encode_documents(items(TEXTS)), st_reference).min() > 1 - 1e-5
     before = enc.fingerprint()

@@ -143,6 +143,46 @@ def st_extra_modules(folder: Path) -> list[str]:
     ]
 
 
+def is_plain_st_folder(folder: Path) -> bool:
+    """A sentence-transformers folder our HF encoder computes exactly: an encoder-only
+    Transformer, one cls / mean / last-token Pooling that includes the prompt, an optional
+    Normalize, nothing else (no Dense, Router, lower-casing module or default prompt).
+
+    Such folders skip importing sentence-transformers (seconds of a cold start) and run
+    our faster forward loop; anything else stays with the library, which knows every module.
+    """
+    modules = st_modules(folder)
+    types = [str(m.get("type", "")) for m in modules]
+    if not types or not any(t.endswith("Transformer") for t in types) or st_extra_modules(folder):
+        return False
+    cfg = hf_config(folder)
+    if cfg is None or not is_text_encoder_config(cfg):
+        return False
+    try:
+        if st_pooling(folder) is None:
+            return False
+    except VembedError:  # max / weighted-mean / several modes: only the library has them
+        return False
+    pooling_cfg = _module_config(folder, "Pooling")
+    st_cfg = read_json(folder / "config_sentence_transformers.json") if (
+        folder / "config_sentence_transformers.json").is_file() else {}
+    bert_cfg = _module_config(folder, "Transformer", "sentence_bert_config.json")
+    return (pooling_cfg.get("include_prompt", True) is not False
+            and not (isinstance(st_cfg, dict) and st_cfg.get("default_prompt_name"))
+            and not bert_cfg.get("do_lower_case"))
+
+
+def _module_config(folder: Path, module_type: str, name: str = "config.json") -> dict[str, Any]:
+    """A module's JSON config (``{}`` when absent or not a mapping)."""
+    for module in st_modules(folder):
+        if str(module.get("type", "")).endswith(module_type):
+            for base in (folder / str(module.get("path", "")), folder):
+                if (base / name).is_file():
+                    cfg = read_json(base / name)
+                    return cfg if isinstance(cfg, dict) else {}
+    return {}
+
+
 def st_pooling(folder: Path) -> str | None:
     """Pooling mode saved by sentence-transformers, mapped to our names.
 

@@ -78,6 +78,13 @@ class HFEncoder(TextEncoderBase):
         if pooling not in POOLING_MODES:
             raise VembedError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
         self.pooling = pooling
+        # A plain sentence-transformers folder read at its own pooling computes what the library
+        # computes: it keeps that kind and fingerprint, so the folder, a SentenceTransformer object
+        # loaded from it and --model-type sentence-transformers share one identity and cache.
+        self.st_folder = (meta is not None and folders.is_plain_st_folder(meta)
+                          and options.pooling in (None, folders.st_pooling(meta)))
+        if self.st_folder:
+            self.kind = "sentence-transformers"
         if meta is not None:
             extra = folders.st_extra_modules(meta)
             if extra:
@@ -216,12 +223,10 @@ class HFEncoder(TextEncoderBase):
 
     # -- provenance ------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
-        return {
-            **super()._settings(),
-            "pooling": self.pooling,
-            "max_length": self.max_length,
-            "dtype": self.dtype,
-        }
+        settings = {**super()._settings(), "max_length": self.max_length, "dtype": self.dtype}
+        if not self.st_folder:  # a sentence-transformers folder's pooling is in its files
+            settings["pooling"] = self.pooling
+        return settings
 
     def describe(self) -> dict[str, Any]:
         """Type, source, pooling, prompts, max_length, dtype, device, dim and library versions."""
@@ -237,6 +242,7 @@ class HFEncoder(TextEncoderBase):
             "device": self.device,
             "dim": self.dim,
             "normalize": True,
+            "engine": "hf",
             "max_batch_tokens": self.max_batch_tokens,
             "trust_remote_code": self.trust_remote_code,
             "versions": library_versions(),

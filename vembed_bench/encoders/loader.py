@@ -121,8 +121,9 @@ MODEL_TYPES.lazy("peft-adapter", f"{_ENC}.adapters:load_adapter_encoder", aliase
                  detect=_vision_detect.is_adapter_folder, options=TYPE_OPTIONS, delegates=True)
 MODEL_TYPES.lazy("clip", f"{_ENC}.clip_encoder:CLIPEncoder", aliases=("siglip", "siglip2", "clip-like"),
                  detect=_vision_detect.is_clip_folder, options=IMAGE_OPTIONS)
-MODEL_TYPES.lazy("sentence-transformers", f"{_ENC}.st_encoder:STEncoder",
-                 aliases=("st", "sentence_transformers", "sbert"), detect=folders.is_st_folder)
+MODEL_TYPES.lazy("sentence-transformers", f"{_ENC}.st_encoder:load_st_folder",
+                 aliases=("st", "sentence_transformers", "sbert"), detect=folders.is_st_folder,
+                 options=BATCH_OPTIONS)
 MODEL_TYPES.lazy("hf", f"{_ENC}.hf_encoder:HFEncoder", aliases=("huggingface", "transformers", "auto"),
                  detect=_detect_hf, options=BATCH_OPTIONS)
 MODEL_TYPES.lazy("llm", f"{_ENC}.llm_encoder:LLMEncoder", aliases=("decoder", "causal-lm", "causal_lm"),

@@ -39,6 +39,25 @@ from vembed_bench.options import EncoderOptions
 __all__ = ["STEncoder", "has_router", "state_dict_digest"]
 
 
+def load_st_folder(source: str | Path, options: EncoderOptions = EncoderOptions(), *,
+                   folder: Path | None = None) -> Any:
+    """A sentence-transformers folder: through our HF encoder when it is a plain
+    Transformer + Pooling (+ Normalize) stack (the same vectors, no import of the library,
+    a faster forward; see :func:`~vembed_bench.encoders.folders.is_plain_st_folder`),
+    else through the library. ``--model-type sentence-transformers`` always takes the library."""
+    from vembed_bench.encoders import folders
+
+    meta = Path(folder) if folder is not None else Path(source)
+    if not options.model_type and meta.is_dir() and folders.is_plain_st_folder(meta):
+        from vembed_bench.encoders.hf_encoder import HFEncoder
+
+        return HFEncoder(source, options, folder=folder)
+    if options.max_batch_tokens is not None:
+        raise VembedError("max_batch_tokens applies to the hf encoder; this sentence-transformers folder "
+                          "runs through the library (it has modules the hf encoder does not compute)")
+    return STEncoder(source, options, folder=folder)
+
+
 PROGRESS_BATCHES = 64
 """Batches per call to the library: enough for its length sorting to work (at 16, an H200 encoded
 MiniLM at 0.92x of one whole-list call), few enough for the bar to move."""
@@ -223,6 +242,7 @@ class STEncoder(TextEncoderBase):
             "device": self.device,
             "dim": _dimension(self.model),
             "normalize": True,
+            "engine": "sentence-transformers",
             "trust_remote_code": self.trust_remote_code,
             "versions": library_versions(),
         }
