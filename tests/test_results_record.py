@@ -73,6 +73,15 @@ def test_schema_1_records_get_settings_from_limit_and_seed(tmp_path, limit, seed
     assert old.schema_version == SCHEMA_VERSION
 
 
+def test_a_record_without_a_schema_version_is_read_as_schema_1():
+    record = make_result(limit=6, seed=2).to_dict()
+    for name in ("settings", "settings_key", "schema_version"):
+        record.pop(name)
+    result = Result.from_dict(record)
+    assert result.settings == {"limit": 6, "seed": 2} and result.settings_key == "limit6-seed2"
+    assert result.schema_version == SCHEMA_VERSION
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("{not json", r"cannot read result file \(Expecting property name"),
     (json.dumps({"schema_version": 3}), r"unsupported result schema 3$"),
@@ -108,6 +117,7 @@ def test_result_path_and_slug():
     assert slug("a/\\b  c") == "a_b_c"
     assert slug("///") == "unnamed" and slug("") == "unnamed"
     assert slug(12) == "12"
+    assert slug("Xbox/One_X") == "Xbox_One_X"  # case kept; only separators replaced or stripped
 
 
 def test_to_pandas_one_row_per_metric_with_the_main_one_marked():

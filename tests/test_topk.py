@@ -47,6 +47,15 @@ def test_pack_keys_layout():
     assert keys.tolist() == [(0x407FFFFF << 32) | 7, (0xBF800000 << 32) | (2**32 - 2), (0x7FFFFFFF << 32) | 3]
 
 
+def test_pack_keys_converts_scores_to_float32_first():
+    # float64 scores or a plain list key like their float32 values (a float64 bit view would
+    # double the width and mix halves of two numbers).
+    positions = np.array([0, 1, 2])
+    expected = tk.pack_keys(np.array([0.5, -2.0, 1e-3], dtype=np.float32), positions)
+    np.testing.assert_array_equal(tk.pack_keys(np.array([0.5, -2.0, 1e-3]), positions), expected)
+    np.testing.assert_array_equal(tk.pack_keys([0.5, -2.0, 1e-3], positions), expected)
+
+
 def test_pack_then_unpack_gives_back_scores_and_positions():
     rng = np.random.default_rng(1)
     scores = np.concatenate([SPECIALS, rng.standard_normal(500).astype(np.float32)]).reshape(10, -1)
@@ -81,6 +90,7 @@ def test_smallest_keys_is_the_sorted_head_padded_with_pad(width, sort):
     assert top.shape == (6, 8) and top.dtype == np.uint64
     if sort:
         np.testing.assert_array_equal(top, expected)
+        np.testing.assert_array_equal(tk.smallest_keys(keys, 8), expected)  # sorted by default
     else:
         np.testing.assert_array_equal(np.sort(top, axis=1), expected)
 
@@ -158,13 +168,16 @@ def test_union_matmul_decision_and_inverse():
     assert union.tolist() == [2, 4, 9]
     np.testing.assert_array_equal(union[inverse], positions[valid])
     assert wins  # 2 rows x 3 distinct = 6 <= 8 x 6 gathered pairs
-    # The exact boundary: rows * |union| == FACTOR * pairs wins, one more distinct column loses.
+    # The exact boundary: rows x |union| == FACTOR x pairs still wins; one more row loses.
     assert tk.UNION_MATMUL_FACTOR == 8
-    rows = 9
-    pos = np.zeros((rows, 1), dtype=np.int64)
-    assert tk.use_union_matmul(pos, np.ones_like(pos, dtype=bool))[0]  # 9 * 1 <= 8 * 9
-    one = np.arange(rows).reshape(rows, 1)
-    assert tk.use_union_matmul(one, np.ones_like(one, dtype=bool))[0] is False  # 9 * 9 > 8 * 9
+    eight, nine = np.arange(8).reshape(8, 1), np.arange(9).reshape(9, 1)
+    assert tk.use_union_matmul(eight, np.ones_like(eight, dtype=bool))[0] is True  # 8 * 8 <= 8 * 8
+    assert tk.use_union_matmul(nine, np.ones_like(nine, dtype=bool))[0] is False  # 9 * 9 > 8 * 9
+    # Rows, not columns, multiply the union: 2 rows x 20 distinct of 40 columns vs 8 x 20 pairs.
+    wide = np.arange(40).reshape(2, 20) % 20
+    mask = np.zeros_like(wide, dtype=bool)
+    mask[:, :10] = True
+    assert tk.use_union_matmul(wide, mask)[0] is True  # 2 * 10 <= 8 * 20 (40 * 10 would not be)
 
 
 def test_candidate_topk_keys_never_selects_padding():
