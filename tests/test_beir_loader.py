@@ -206,3 +206,21 @@ def test_query_images_resolve_against_the_root_and_are_checked(tmp_path):
     with pytest.raises(VembedError, match=r"queries.jsonl:1: image 'img/gone.png' not found"):
         load_beir(root, "test")
     assert load_beir(root, "test", check_images=False).queries[0].image == (root / "img" / "gone.png").resolve()
+
+
+def test_a_title_alone_is_something_to_encode(tmp_path, caplog):
+    root = write_beir(tmp_path / "t", [{"_id": "d1", "title": "Only a title"}, {"_id": "d2", "text": "b"}],
+                      [{"_id": "q1", "text": "x"}], {"test": [("q1", "d1", 1)]})
+    with caplog.at_level(logging.WARNING):
+        data = load_beir(root, "test")
+    assert data.corpus[0].title == "Only a title" and data.corpus[0].text == ""
+    assert "empty text" not in caplog.text
+
+
+def test_unknown_qrels_ids_say_what_to_fix(tmp_path):
+    assert _error(tmp_path, qrels={"test": [("q9", "d1", 1)]}) == (
+        f"{tmp_path / 'bad' / 'qrels' / 'test.tsv'}:2: unknown query-id 'q9' (not in queries.jsonl); "
+        "fix the qrels or add the query")
+    assert _error(tmp_path / "b", qrels={"test": [("q1", "d9", 1)]}) == (
+        f"{tmp_path / 'b' / 'bad' / 'qrels' / 'test.tsv'}:2: unknown corpus-id 'd9' (not in corpus.jsonl); "
+        "fix the qrels or add the document")

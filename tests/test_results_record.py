@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from vembed_bench.errors import VembedError
+from vembed_bench.evaluation import identity
 from vembed_bench.evaluation.identity import expected_dtype, gpu_present, settings_key, settings_of
 from vembed_bench.metrics import MetricScores
 from vembed_bench.options import EncoderOptions, EvalOptions
@@ -189,6 +190,7 @@ def test_reported_dtype_wins_over_the_expected_one():
     ({"dim": 0}, ""),
     ({"index": "ivf"}, "index-ivf"),
     ({"index": "IVF1024,PQ16x8np"}, "index-IVF1024-PQ16x8np"),
+    ({"index": "IVF1024,PQ16x8fsr"}, f"index-{_sha('IVF1024,PQ16x8fsr')}"),  # 17 characters: hashed
     ({"index": "IVF4096,Flat,nprobe=32"}, f"index-{_sha('IVF4096,Flat,nprobe=32')}"),
     ({"maxsim": "faiss", "candidate_depth": 32}, "maxsim-faiss32"),
     ({"maxsim": "exact"}, ""),
@@ -205,6 +207,7 @@ def test_reported_dtype_wins_over_the_expected_one():
     ({"encoder": {"pooling": None}}, f"pooling-{_sha(None)}"),
     ({"encoder": {"extra": {"a": 1}}}, f"extra-{_sha({'a': 1})}"),
     ({"encoder": {"extra": [1, 2]}}, f"extra-{_sha([1, 2])}"),
+    ({"encoder": {"tokenizer": Path("/models/tok")}}, f"tokenizer-{_sha('/models/tok')}"),  # hashed as str
     ({"encoder": {"scale": 0.5}}, "scale-0-5"),
     ({"encoder": {"pooling": "mean", "attention": "bidirectional"}}, "attention-bidirectional_pooling-mean"),
 ])
@@ -239,5 +242,20 @@ def test_expected_dtype_follows_the_device():
     assert expected_dtype(EncoderOptions()) == guess
 
 
-def test_gpu_present_reads_the_device_nodes():
+def test_gpu_present_reads_the_device_nodes(tmp_path, monkeypatch):
     assert gpu_present() == bool(glob.glob("/dev/nvidia[0-9]*"))
+    # The rule itself, on a fake /dev: a numbered /dev/nvidiaN node means a GPU, nvidiactl alone not.
+    monkeypatch.setattr(identity, "Path", lambda path: tmp_path / str(path).lstrip("/"))
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nvidiactl").write_text("")
+    assert gpu_present() is False
+    (tmp_path / "dev" / "nvidia0").write_text("")
+    assert gpu_present() is True
+
+
+def test_without_a_device_the_dtype_follows_the_gpu_guess(monkeypatch):
+    monkeypatch.setattr(identity, "gpu_present", lambda: True)
+    assert expected_dtype(EncoderOptions()) == "bfloat16"
+    assert expected_dtype(EncoderOptions(device="cpu")) == "float32"
+    monkeypatch.setattr(identity, "gpu_present", lambda: False)
+    assert expected_dtype(EncoderOptions()) == "float32"

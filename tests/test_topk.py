@@ -159,6 +159,9 @@ def test_candidate_batch_boundary_is_inclusive():
     assert rows.tolist() == [0, 1, 2]
     sizes = [len(r) for r, _, _ in tk.candidate_batches(candidates, 4, 3 * 10 * row_bytes - 1)]
     assert sizes == [2, 1]
+    # Later batches count their own rows (from their start), not the rows before them.
+    four = [np.arange(10)] * 4
+    assert [len(r) for r, _, _ in tk.candidate_batches(four, 4, 2 * 10 * row_bytes)] == [2, 2]
 
 
 def test_union_matmul_decision_and_inverse():
