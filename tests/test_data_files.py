@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from conftest import write_beir
+
 from vembed_bench.data.beir import load_beir
 from vembed_bench.data.files import (
     GRADE_RULE,

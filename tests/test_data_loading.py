@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import write_beir
+
 from vembed_bench.data import loading
 from vembed_bench.data.beir import load_beir
 from vembed_bench.data.cards import TaskCard
