@@ -2,8 +2,10 @@
 # Mutation testing of the core modules: do the fast tests notice when a number-computing line is
 # changed? mutmut 3 rewrites one operator, constant or call at a time (a "mutant") and runs the
 # tests that execute the changed function; a mutant the tests still pass on ("survived") marks
-# code whose values no test checks. Not run in CI (minutes per module); run it after changing a
-# core module and keep every module at >= 90% killed (equivalent mutants excluded).
+# code whose values no test checks. Not run in CI (about 10 minutes for all modules on 2 cores);
+# run it after changing a core module and keep every module at >= 90% killed. A survivor is
+# either a test gap (add a test that checks the value) or an equivalent mutant (list it, with
+# the reason, in benchmarks/mutation_equivalents.tsv).
 #
 # Setup, once, into the project venv (mutmut is deliberately not a project dependency):
 #   uv sync --frozen --extra torch --extra vision --extra llm --extra train --extra faiss \

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -73,9 +74,11 @@ def render(summaries: list[dict], tests: dict[str, str], equivalents: dict[str, 
         command.strip(),
         "```",
         "",
-        "Each mutant runs only the tests (of the files listed) that execute the mutated function.",
-        "Kill rate = killed / total; the last column leaves out the equivalent mutants (listed",
-        "below with the reason no test can tell them from the original).",
+        "mutmut changes one operator, constant, argument or call inside a function at a time",
+        "(module-level constants are left alone); each mutant runs only the tests (of the files",
+        "listed) that execute the mutated function. Kill rate = killed / total, a timeout counting",
+        "as killed; the last column leaves out the equivalent mutants (listed below with the",
+        "reason no test can tell them from the original). About 10 minutes for all modules.",
         "",
         "| module | tests | mutants | killed | survived | equivalent | kill rate | excl. equivalent |",
         "| --- | --- | --: | --: | --: | --: | --: | --: |",
@@ -109,7 +112,7 @@ def render(summaries: list[dict], tests: dict[str, str], equivalents: dict[str, 
             lines.append("")
         if not (s["equivalent"] or s["gaps"]):
             lines.append("Every mutant killed.")
-    return "\n".join(lines).rstrip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n"
 
 
 def main() -> None:

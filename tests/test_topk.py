@@ -68,6 +68,14 @@ def test_pack_then_unpack_gives_back_scores_and_positions():
     np.testing.assert_array_equal(tk.key_scores(tk.pack_keys(scores, positions)), back_s)
 
 
+def test_keys_that_lost_their_dtype_decode_the_same():
+    # Keys that went through tolist() (or JSON) come back as Python ints, int64 when they fit.
+    keys = tk.pack_keys(np.array([[0.5, 2.0, 7.25]], dtype=np.float32), np.array([[1, 2, 3]]))
+    scores, positions = tk.unpack_keys(keys.tolist())
+    assert scores.tolist() == [[0.5, 2.0, 7.25]] and positions.tolist() == [[1, 2, 3]]
+    assert tk.key_scores(keys.tolist()).tolist() == [[0.5, 2.0, 7.25]]
+
+
 def test_pad_and_minus_inf_unpack_as_empty_slots():
     keys = np.concatenate([np.array([PAD], dtype=np.uint64),
                            tk.pack_keys(np.array([-np.inf, 2.0], dtype=np.float32), np.array([5, 9]))])[None, :]
