@@ -48,7 +48,7 @@ def test_round_trip_through_the_file_keeps_every_field(tmp_path):
     path = result.save(tmp_path / "a" / "r.json")
     assert path == tmp_path / "a" / "r.json"
     record = json.loads(path.read_text(encoding="utf-8"))
-    assert record["schema_version"] == SCHEMA_VERSION == 2
+    assert record["schema_version"] == SCHEMA_VERSION
     assert record["per_query"] == {"query_ids": ["q1", "q2"], "aggregate": {"hit@1": 0.5, "ndcg@10": 0.375},
                                    "per_query": {"hit@1": [1.0, 0.0], "ndcg@10": [0.5, 0.25]}}
     back = load_result(path)
