@@ -154,3 +154,73 @@ def test_limit_is_seeded_and_changes_the_fingerprint(tmp_path):
     assert [q.id for q in a.queries] != [q.id for q in c.queries]
     assert set(a.qrels) == {q.id for q in a.queries} and len(a.queries) == 10
     assert data_fingerprint(a) == data_fingerprint(b) != data_fingerprint(c) != data_fingerprint(data)
+
+
+# --- what load_beir returns, field by field (mutation-testing gaps) ---------------------------
+
+
+def test_returned_task_data_fields(tiny_beir):
+    data = load_beir(tiny_beir)  # the default split is "test"
+    assert (data.name, data.split, data.exclude_self, data.root) == ("tiny", "test", False, tiny_beir.resolve())
+    assert data.meta == {"files": [str(tiny_beir / "corpus.jsonl"), str(tiny_beir / "queries.jsonl"),
+                                   str(tiny_beir / "qrels" / "test.tsv")]}
+    named = load_beir(tiny_beir, "test", name="custom", exclude_self=True)
+    assert (named.name, named.exclude_self) == ("custom", True)
+
+
+def test_skipped_queries_warning_names_the_qrels_file(tiny_beir, caplog):
+    with caplog.at_level(logging.WARNING):
+        load_beir(tiny_beir, "test")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tiny_beir / 'qrels' / 'test.tsv'}: skipped 1 of 3 queries with no relevant documents (all grades <= 0)"]
+
+
+def test_folder_and_file_messages(tmp_path, tiny_beir):
+    def message(*args) -> str:
+        with pytest.raises(VembedError) as err:
+            load_beir(*args)
+        return str(err.value)
+
+    assert message(tmp_path / "nowhere", "test") == (
+        f"dataset folder {tmp_path / 'nowhere'} does not exist; pass a folder holding corpus.jsonl, "
+        "queries.jsonl and qrels/<split>.tsv")
+    assert message(tiny_beir, "../test") == (
+        f"{tiny_beir}: split '../test' must be a plain name, without '/', '\\' or '..'")
+    (tiny_beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert message(tiny_beir, "train") == f"{tiny_beir / 'qrels' / 'train.tsv'} not found; available splits: dev, test"
+    for split in ("dev", "test"):
+        (tiny_beir / "qrels" / f"{split}.tsv").unlink()
+    assert message(tiny_beir, "test") == f"{tiny_beir / 'qrels' / 'test.tsv'} not found; available splits: none"
+    (tiny_beir / "queries.jsonl").unlink()
+    assert message(tiny_beir, "test") == (
+        f"{tiny_beir / 'queries.jsonl'} not found; a BEIR folder needs corpus.jsonl and queries.jsonl")
+
+
+def test_query_images_resolve_against_the_root_and_are_checked(tmp_path):
+    root = tmp_path / "qi"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "q.png").write_bytes(b"png")
+    write_beir(root, [{"_id": "d1", "text": "a"}], [{"_id": "q1", "image": "img/q.png"}], {"test": [("q1", "d1", 1)]})
+    assert load_beir(root, "test").queries[0].image == (root / "img" / "q.png").resolve()
+    write_beir(root, [{"_id": "d1", "text": "a"}], [{"_id": "q1", "image": "img/gone.png"}], {"test": [("q1", "d1", 1)]})
+    with pytest.raises(VembedError, match=r"queries.jsonl:1: image 'img/gone.png' not found"):
+        load_beir(root, "test")
+    assert load_beir(root, "test", check_images=False).queries[0].image == (root / "img" / "gone.png").resolve()
+
+
+def test_a_title_alone_is_something_to_encode(tmp_path, caplog):
+    root = write_beir(tmp_path / "t", [{"_id": "d1", "title": "Only a title"}, {"_id": "d2", "text": "b"}],
+                      [{"_id": "q1", "text": "x"}], {"test": [("q1", "d1", 1)]})
+    with caplog.at_level(logging.WARNING):
+        data = load_beir(root, "test")
+    assert data.corpus[0].title == "Only a title" and data.corpus[0].text == ""
+    assert "empty text" not in caplog.text
+
+
+def test_unknown_qrels_ids_say_what_to_fix(tmp_path):
+    assert _error(tmp_path, qrels={"test": [("q9", "d1", 1)]}) == (
+        f"{tmp_path / 'bad' / 'qrels' / 'test.tsv'}:2: unknown query-id 'q9' (not in queries.jsonl); "
+        "fix the qrels or add the query")
+    assert _error(tmp_path / "b", qrels={"test": [("q1", "d9", 1)]}) == (
+        f"{tmp_path / 'b' / 'bad' / 'qrels' / 'test.tsv'}:2: unknown corpus-id 'd9' (not in corpus.jsonl); "
+        "fix the qrels or add the document")

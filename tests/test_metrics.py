@@ -244,3 +244,70 @@ def test_names_definitions_and_roundtrip():
     for name in names:
         assert back.per_query[name].dtype == np.float64
         np.testing.assert_array_equal(back.per_query[name], s.per_query[name])
+
+
+def test_document_listed_twice_is_refused_naming_the_query():
+    # Counted twice, the one relevant doc would give recall@2 = 2.0 and hit/ndcg above 1.
+    with pytest.raises(ValueError, match=r"ranking of query 'q7' lists a document more than once"):
+        score({"q1": ["a"], "q7": ["a", "a"]}, {"q1": {"a": 1}, "q7": {"a": 1}}, [2])
+
+
+def test_relevant_documents_never_ranked_score_zero():
+    # No relevant document of any query is among the ranked ones (none is in the corpus the
+    # ranking positions point into): every metric is 0, as trec_eval gives.
+    m = _one(["a", "b"], {"z": 1, "y": 2}, [1, 2])
+    assert set(m.values()) == {0.0}
+    s = score_indices(np.array([[0, 1], [1, -1]]), ["q1", "q2"], ["a", "b"],
+                      {"q1": {"z": 1}, "q2": {"y": 3}}, [2])
+    assert all(np.array_equal(v, [0.0, 0.0]) for v in s.per_query.values())
+
+
+def test_metric_scores_from_hand_written_json_are_float64():
+    # A result file edited by hand (or written by another tool) may hold 1 and 0, not 1.0 and 0.0;
+    # integer arrays would then silently do integer arithmetic in later statistics.
+    s = MetricScores.from_dict({"query_ids": ["a", "b"], "aggregate": {"hit@1": 0.5},
+                                "per_query": {"hit@1": [1, 0]}})
+    assert s.per_query["hit@1"].dtype == np.float64
+    assert s.per_query["hit@1"].tolist() == [1.0, 0.0] and s.aggregate == {"hit@1": 0.5}
+    with pytest.raises(ValueError, match=r"metric 'hit@1' has 3 per-query values but there are 2 query ids"):
+        MetricScores.from_dict({"query_ids": ["a", "b"], "aggregate": {}, "per_query": {"hit@1": [1, 0, 1]}})
+
+
+_DOCS = ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("indices", "query_ids", "doc_ids", "k_values", "message"),
+    [
+        ([[0]], ["q"], _DOCS, [], r"^k_values is empty: give at least one cutoff, e\.g\. \[1, 10\]$"),
+        ([[0]], ["q"], _DOCS, [3, 0], r"^k values must be >= 1, got 0$"),
+        ([0], ["q"], _DOCS, [1], r"^indices must be 2-D \(n_queries, K\), got shape \(1,\)$"),
+        ([[0.0]], ["q"], _DOCS, [1], r"^indices must be integers, got dtype float64$"),
+        ([[0]], ["q", "r"], _DOCS, [1], r"^2 query ids for 1 rows of indices$"),
+        (np.zeros((0, 1), dtype=np.int64), [], _DOCS, [1], r"^no queries to score$"),
+        ([[0], [1]], ["q", "q"], _DOCS, [1], r"^query_ids contain duplicates$"),
+        ([[-2]], ["q"], _DOCS, [1], r"^indices must lie in \[-1, 3\] for a corpus of 4 documents$"),
+        ([[4]], ["q"], _DOCS, [1], r"^indices must lie in \[-1, 3\] for a corpus of 4 documents$"),
+        ([[0]], ["q"], ["a", "a"], [1], r"^doc_ids contain duplicates$"),
+    ],
+)
+def test_score_indices_bad_input_messages(indices, query_ids, doc_ids, k_values, message):
+    with pytest.raises(ValueError, match=message):
+        score_indices(np.asarray(indices), query_ids, doc_ids, {"q": {"a": 1}, "r": {"a": 1}}, k_values)
+
+
+def test_last_corpus_position_and_padding_are_accepted():
+    # The bounds are inclusive: position n_docs - 1 is a document and -1 is padding.
+    s = score_indices(np.array([[3, -1]]), ["q"], _DOCS, {"q": {"d": 1}}, [1])
+    assert s.aggregate["recall@1"] == 1.0
+
+
+def test_no_relevant_document_message_says_what_to_do():
+    with pytest.raises(ValueError, match=r"query 'q' has no relevant document \(grade > 0\) in the qrels; "
+                                         r"drop such queries before scoring"):
+        score({"q": ["a"]}, {"q": {"a": 0}}, [1])
+
+
+def test_no_rankings_at_all_is_refused():
+    with pytest.raises(ValueError, match=r"^no queries to score$"):
+        score({}, {"q": {"a": 1}}, [1])
