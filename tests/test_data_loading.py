@@ -63,26 +63,28 @@ def test_load_task_messages(ten):
     assert str(err.value) == "task 'ten' has no split 'train'; splits: test, dev"
     with pytest.raises(VembedError) as err:
         load_task(_card(ten, loader="nope", path="/cards/ten.yaml"))
-    assert str(err.value) == f"/cards/ten.yaml: unknown loader 'nope'; known: {', '.join(sorted(loading._LOADERS))}"
-    assert {"beir", "sop"} <= set(loading._LOADERS)  # the built-in loader modules were imported
+    known = ", ".join(sorted(loading.LOADERS.names()))
+    assert str(err.value) == f"/cards/ten.yaml: unknown loader 'nope'; known: {known}"
+    assert {"beir", "sop", "karpathy", "mmeb", "mteb"} <= set(loading.LOADERS.names())
     with pytest.raises(VembedError, match=r"^ten: unknown loader 'nope'; known: "):
         load_task(_card(ten, loader="nope"))
 
 
-def test_loaders_of_builtin_modules_are_imported_on_first_use(ten, tmp_path, monkeypatch):
+def test_lazy_loaders_are_imported_on_first_use(ten, tmp_path, monkeypatch):
     (tmp_path / "fake_loaders_mod.py").write_text(
-        "from vembed_bench.data.loading import register_loader\n"
         "from vembed_bench.data.beir import load_beir\n"
-        "@register_loader('fake')\n"
         "def fake(card, split):\n"
         "    return load_beir(card.params['path'], split, name='from-fake')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "fake_loaders_mod", raising=False)
-    monkeypatch.setattr(loading, "_LOADERS", {})
-    monkeypatch.setattr(loading, "_BUILTIN_LOADER_MODULES", ("fake_loaders_mod",))
-    assert load_task(_card(ten, loader="fake")).name == "from-fake"
-    assert list(loading._LOADERS) == ["fake"]
+    loading.LOADERS.lazy("fake", "fake_loaders_mod:fake")
+    try:
+        assert "fake_loaders_mod" not in sys.modules  # registering imported nothing
+        assert load_task(_card(ten, loader="fake")).name == "from-fake"
+        assert "fake_loaders_mod" in sys.modules
+    finally:
+        loading.LOADERS._entries.pop("fake", None)
 
 
 def _data_with_candidates(ten) -> TaskData:
