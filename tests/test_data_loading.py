@@ -84,7 +84,7 @@ def test_lazy_loaders_are_imported_on_first_use(ten, tmp_path, monkeypatch):
         assert load_task(_card(ten, loader="fake")).name == "from-fake"
         assert "fake_loaders_mod" in sys.modules
     finally:
-        loading.LOADERS._entries.pop("fake", None)
+        loading.LOADERS.remove("fake")
 
 
 def _data_with_candidates(ten) -> TaskData:

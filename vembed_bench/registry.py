@@ -83,6 +83,10 @@ class Registry(Generic[T]):
         else:
             self._entries[entry.name] = entry
 
+    def remove(self, name: str) -> None:
+        """Forget an entry (a plugin's tests clean up after themselves); unknown names are ignored."""
+        self._entries.pop(name, None)
+
     def entry(self, name: str) -> Entry[T]:
         """The entry for a name or alias (case-insensitive), else a one-line error."""
         key = str(name).strip().lower()
