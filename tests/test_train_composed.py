@@ -153,15 +153,16 @@ def test_frozen_towers_encode_each_distinct_input_once(towers, pairs, tmp_path):
     seen = {"text": 0, "image": 0}
 
     def count(key):
-        def hook(module, args, output):
-            if key == "text":
-                seen[key] += args[0]["input_ids"].shape[0]  # SentenceTransformer(features)
+        def hook(module, args, kwargs, output):
+            if key == "text":  # a SentenceTransformer(features) or a transformers model(**features)
+                features = args[0] if args else kwargs
+                seen[key] += features["input_ids"].shape[0]
             else:
                 seen[key] += args[0].shape[0]  # timm model(pixels)
         return hook
 
-    handles = [model.text.register_forward_hook(count("text")),
-               model.image.register_forward_hook(count("image"))]
+    handles = [model.text.register_forward_hook(count("text"), with_kwargs=True),
+               model.image.register_forward_hook(count("image"), with_kwargs=True)]
     examples = read_examples(recipe)
     summary = fit(recipe, model, examples, recipe.run_dir, progress=False)
     for handle in handles:

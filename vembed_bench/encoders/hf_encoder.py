@@ -51,6 +51,8 @@ class HFEncoder(TextEncoderBase):
     """A Hugging Face ``AutoModel`` with cls / mean / last-token pooling."""
 
     kind = "hf"
+    st_folder = False
+    """A plain sentence-transformers folder read at its own pooling (see ``__init__``)."""
 
     def __init__(
         self,
