@@ -39,7 +39,14 @@ from vembed_bench.encoders import folders
 from vembed_bench.encoders.bidirectional import check_attention, make_bidirectional
 from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES, llm_pool
-from vembed_bench.encoders.runtime import pick_device, progress_bar, resolve_dtype, torch_dtype
+from vembed_bench.encoders.runtime import (
+    load_errors,
+    load_failure,
+    pick_device,
+    progress_bar,
+    resolve_dtype,
+    torch_dtype,
+)
 from vembed_bench.encoders.text_base import check_batch_size, default_name
 from vembed_bench.encoders.text_inputs import (
     DOCUMENT,
@@ -310,9 +317,8 @@ def load_causal_lm(
             **kwargs,
             **model_kwargs,
         )
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VembedError(f"cannot load {source} as a causal language model: {first}") from None
+    except load_errors() as exc:
+        raise load_failure(source, "a causal language model", exc) from None
     return tokenizer, model
 
 

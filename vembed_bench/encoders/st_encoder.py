@@ -27,6 +27,8 @@ from vembed_bench.encoders.fingerprint import folder_digest
 from vembed_bench.encoders.runtime import (
     CPU_BATCH_TOKENS,
     library_versions,
+    load_errors,
+    load_failure,
     pick_device,
     progress_bar,
     resolve_dtype,
@@ -104,11 +106,8 @@ class STEncoder(TextEncoderBase):
                 trust_remote_code=self.trust_remote_code,
                 model_kwargs={"dtype": torch_dtype(self.dtype)},
             )
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(
-                f"cannot load {self.source} as a sentence-transformers model: {first}"
-            ) from None
+        except load_errors() as exc:
+            raise load_failure(self.source, "a sentence-transformers model", exc) from None
 
     # -- encoding --------------------------------------------------------------------------
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:
