@@ -62,8 +62,9 @@ def toy_task(folder: Path) -> Path:
 
 
 @pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A workspace: a good BEIR task, a good task card beside it, and a data root; the cwd."""
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Path) -> SimpleNamespace:
+    """A workspace: a good BEIR task, a good task card beside it, a data root, the tiny model; the cwd.
+    (The model is built once for the module; only the cases that get that far load it.)"""
     toy_task(tmp_path / "toy")
     (tmp_path / "cards").mkdir()
     (tmp_path / "cards" / "c.yaml").write_text(f"name: c\nloader: beir\nparams: {{path: {tmp_path / 'toy'}}}\n")
@@ -71,7 +72,8 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "root"))  # --data-root changes it: restored after the test
     monkeypatch.setenv("VEMBED_TASKS_DIR", str(tmp_path / "no-tasks-here"))
     monkeypatch.chdir(tmp_path)
-    return SimpleNamespace(root=tmp_path, task=tmp_path / "toy", card=tmp_path / "cards" / "c.yaml", model=None)
+    return SimpleNamespace(root=tmp_path, task=tmp_path / "toy", card=tmp_path / "cards" / "c.yaml",
+                           model=model)
 
 
 # -- building bad files ---------------------------------------------------------------------------------
@@ -526,7 +528,6 @@ def _fill(text: str, w: SimpleNamespace) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case: Case, ws, model, monkeypatch, capsys):
-    ws.model = model  # built once for the module; only the cases that get that far load it
     if case.prepare is not None:
         case.prepare(ws)
     if case.id == "eval-stored-result-damaged":
@@ -572,7 +573,6 @@ SWEEPS = [
 @pytest.mark.parametrize("name, args, prepare, good, reason", SWEEPS, ids=[s[0] for s in SWEEPS])
 def test_a_sweep_with_failing_pairs_exits_1_and_writes_the_others(name, args, prepare, good, reason, ws, model,
                                                                    monkeypatch, capsys):
-    ws.model = model
     prepare(ws)
     run = run_cli(monkeypatch, capsys, "eval", *[_fill(a, ws) for a in args], "--json",
                   *[_fill(a, ws) for a in COMMON])
@@ -591,25 +591,41 @@ def test_a_sweep_with_failing_pairs_exits_1_and_writes_the_others(name, args, pr
 
 
 # -- a corrupted cache heals: one warning, the right score ------------------------------------------------
-def independent_ndcg(model: Path, task: Path, k: int = 10) -> float:
-    """nDCG@k of ``model`` on a BEIR task with one relevant document per query, computed without
-    vembed_bench: sentence-transformers' own encode, a numpy inner product, the formula by hand."""
+def independent_ranks(model: Path, task: Path) -> np.ndarray:
+    """The rank (1 = first) of each query's one relevant document, computed without vembed_bench:
+    sentence-transformers' own encode, a numpy inner product, a stable sort."""
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(model), device="cpu")
     corpus = [json.loads(line) for line in (task / "corpus.jsonl").read_text().splitlines()]
     queries = [json.loads(line) for line in (task / "queries.jsonl").read_text().splitlines()]
-    qrels = dict(line.split("\t")[:2] for line in (task / "qrels" / "test.tsv").read_text().splitlines()[1:])
+    relevant = dict(line.split("\t")[:2] for line in (task / "qrels" / "test.tsv").read_text().splitlines()[1:])
     docs = st.encode([d["text"] for d in corpus], convert_to_numpy=True)
     asks = st.encode([q["text"] for q in queries], convert_to_numpy=True)
     order = np.argsort(-(asks @ docs.T), axis=1, kind="stable")
-    ids = [d["_id"] for d in corpus]
-    gains = []
-    for row, query in zip(order, queries):
-        rank = [ids[i] for i in row[:k]].index(qrels[query["_id"]]) + 1 if qrels[query["_id"]] in \
-            [ids[i] for i in row[:k]] else None
-        gains.append(0.0 if rank is None else 1.0 / np.log2(rank + 1))
-    return float(np.mean(gains))
+    ids = np.array([d["_id"] for d in corpus])
+    return np.array([1 + list(ids[row]).index(relevant[q["_id"]]) for row, q in zip(order, queries)])
+
+
+def independent_ndcg(model: Path, task: Path, k: int = 10) -> float:
+    """nDCG@k with one relevant document (grade 1) per query: 1 / log2(rank + 1) within the top k."""
+    ranks = independent_ranks(model, task)
+    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1), 0.0)))
+
+
+def test_a_stored_result_without_the_asked_metrics_is_computed_again(ws, model, monkeypatch, capsys):
+    """--k and --main-metric are not part of a result's identity (its file name), so the stored
+    result of a pair may lack them; reusing it reported its own main metric as the asked one."""
+    assert run_cli(monkeypatch, capsys, *[_fill(a, ws) for a in (*ev(), *COMMON)]).code == 0
+    run = run_cli(monkeypatch, capsys, *[_fill(a, ws) for a in (*ev("--k", "1,3", "--main-metric", "recall@3"),
+                                                                 *COMMON)], "--json")
+    assert run.code == 0, run.err
+    record = json.loads(run.out)
+    assert record["status"] == "computed" and record["main_metric"] == "recall@3"
+    assert record["main_score"] == pytest.approx(float(np.mean(independent_ranks(model, ws.task) <= 3)))
+    again = run_cli(monkeypatch, capsys, *[_fill(a, ws) for a in (*ev("--k", "1,3", "--main-metric", "recall@3"),
+                                                                   *COMMON)], "--json")
+    assert json.loads(again.out)["status"] == "reused"  # now it does answer the question
 
 
 def _entries(cache: Path) -> dict[str, Path]:
@@ -681,7 +697,6 @@ def test_a_corrupted_cache_heals_with_its_warnings_and_the_right_score(name, cor
     """Not an error: the bad entry is named in one warning line, encoded again, and the score is
     the one an independent computation gives; the next run is a clean full hit."""
     cache = ws.root / "cache"
-    ws.model = model
 
     def evaluate(results: str, *more: str, source: Path = model) -> Any:
         return run_cli(monkeypatch, capsys, "eval", "-t", str(ws.task), "-m", str(source), "--cache-dir", str(cache),
