@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pytest
 
 STAGE = re.compile(r"^(loading model |encoding \d+ |searching \d+ |embeddings of )")
@@ -86,6 +87,29 @@ def snapshot(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*")}
 
 
+# -- an independent computation of the scores ---------------------------------------------------
+def independent_ranks(model: Path, task: Path) -> np.ndarray:
+    """The rank (1 = first) of each query's one relevant document, computed without vembed_bench:
+    sentence-transformers' own encode, a numpy inner product, a stable sort."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model), device="cpu")
+    corpus = [json.loads(line) for line in (task / "corpus.jsonl").read_text().splitlines()]
+    queries = [json.loads(line) for line in (task / "queries.jsonl").read_text().splitlines()]
+    relevant = dict(line.split("\t")[:2] for line in (task / "qrels" / "test.tsv").read_text().splitlines()[1:])
+    docs = st.encode([d["text"] for d in corpus], convert_to_numpy=True)
+    asks = st.encode([q["text"] for q in queries], convert_to_numpy=True)
+    order = np.argsort(-(asks @ docs.T), axis=1, kind="stable")
+    ids = np.array([d["_id"] for d in corpus])
+    return np.array([1 + list(ids[row]).index(relevant[q["_id"]]) for row, q in zip(order, queries)])
+
+
+def independent_ndcg(model: Path, task: Path, k: int = 10) -> float:
+    """nDCG@k with one relevant document (grade 1) per query: 1 / log2(rank + 1) within the top k."""
+    ranks = independent_ranks(model, task)
+    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1), 0.0)))
+
+
 # -- forked runs ------------------------------------------------------------------------------------
 
 _ZYGOTE = r"""
@@ -99,6 +123,7 @@ print("ready", flush=True)
 def child(job):
     os.chdir(job["cwd"])
     os.environ.update(job["env"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the zygote's command pipe
     fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -147,7 +172,8 @@ class Zygote:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-        assert self._reply() == "ready"
+        self._ready = False  # it imports while the caller does other work; the first command waits
+
 
     def _reply(self) -> str:
         line = self.process.stdout.readline()
@@ -155,6 +181,9 @@ class Zygote:
         return line.strip()
 
     def _send(self, job: dict[str, Any]) -> str:
+        if not self._ready:
+            assert self._reply() == "ready"
+            self._ready = True
         self.process.stdin.write(json.dumps(job) + "\n")
         self.process.stdin.flush()
         return self._reply()
@@ -179,11 +208,21 @@ class Zygote:
 
 
 def kill_when(pid: int, ready: Callable[[], bool], *, delay: float = 0.0, timeout: float = 300.0) -> None:
-    """SIGKILL ``pid`` once ``ready()`` holds (polled), after ``delay`` seconds more; fail the test
-    if it never does (the process did not get that far)."""
+    """SIGKILL ``pid`` once ``ready()`` holds (polled), after ``delay`` seconds more. Fails the test
+    if the process ends first or never gets there: then it was not killed at the point meant."""
     deadline = time.monotonic() + timeout
     while not ready():
+        assert _running(pid), "the run ended before the point where it was to be killed"
         assert time.monotonic() < deadline, "the run never reached the point where it is to be killed"
         time.sleep(0.005)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an ended child stays a zombie until the zygote waits for it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -29,7 +29,15 @@ import pytest
 import yaml
 
 from tests.conftest import write_beir
-from tests.fault_helpers import error_line, leftovers, run_cli, snapshot, warning_lines
+from tests.fault_helpers import (
+    error_line,
+    independent_ndcg,
+    independent_ranks,
+    leftovers,
+    run_cli,
+    snapshot,
+    warning_lines,
+)
 from vembed_bench.data.data_root import ENV_VAR
 
 N_DOCS, N_QUERIES = 12, 6
@@ -591,28 +599,6 @@ def test_a_sweep_with_failing_pairs_exits_1_and_writes_the_others(name, args, pr
 
 
 # -- a corrupted cache heals: one warning, the right score ------------------------------------------------
-def independent_ranks(model: Path, task: Path) -> np.ndarray:
-    """The rank (1 = first) of each query's one relevant document, computed without vembed_bench:
-    sentence-transformers' own encode, a numpy inner product, a stable sort."""
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(str(model), device="cpu")
-    corpus = [json.loads(line) for line in (task / "corpus.jsonl").read_text().splitlines()]
-    queries = [json.loads(line) for line in (task / "queries.jsonl").read_text().splitlines()]
-    relevant = dict(line.split("\t")[:2] for line in (task / "qrels" / "test.tsv").read_text().splitlines()[1:])
-    docs = st.encode([d["text"] for d in corpus], convert_to_numpy=True)
-    asks = st.encode([q["text"] for q in queries], convert_to_numpy=True)
-    order = np.argsort(-(asks @ docs.T), axis=1, kind="stable")
-    ids = np.array([d["_id"] for d in corpus])
-    return np.array([1 + list(ids[row]).index(relevant[q["_id"]]) for row, q in zip(order, queries)])
-
-
-def independent_ndcg(model: Path, task: Path, k: int = 10) -> float:
-    """nDCG@k with one relevant document (grade 1) per query: 1 / log2(rank + 1) within the top k."""
-    ranks = independent_ranks(model, task)
-    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1), 0.0)))
-
-
 def test_a_stored_result_without_the_asked_metrics_is_computed_again(ws, model, monkeypatch, capsys):
     """--k and --main-metric are not part of a result's identity (its file name), so the stored
     result of a pair may lack them; reusing it reported its own main metric as the asked one."""
