@@ -53,15 +53,20 @@ def _words(rng: np.random.Generator, n: int) -> str:
     return " ".join(rng.choice(vocabulary, n))
 
 
-@pytest.fixture(scope="module")
-def big_task(tmp_path_factory) -> Path:
+def _task(folder: Path, n_docs: int, n_queries: int) -> Path:
     """Short random texts: each query shares a word with its document."""
     rng = np.random.default_rng(3)
-    docs = [_words(rng, 6) for _ in range(N_DOCS)]
-    queries = [f"{docs[i * 7].split()[0]} {_words(rng, 3)}" for i in range(N_QUERIES)]
-    return write_beir(tmp_path_factory.mktemp("big") / "big", [{"_id": f"d{i}", "text": t} for i, t in enumerate(docs)],
+    docs = [_words(rng, 6) for _ in range(n_docs)]
+    step = n_docs // n_queries
+    queries = [f"{docs[i * step].split()[0]} {_words(rng, 3)}" for i in range(n_queries)]
+    return write_beir(folder, [{"_id": f"d{i}", "text": t} for i, t in enumerate(docs)],
                       [{"_id": f"q{i}", "text": t} for i, t in enumerate(queries)],
-                      {"test": [(f"q{i}", f"d{i * 7}", 1) for i in range(N_QUERIES)]})
+                      {"test": [(f"q{i}", f"d{i * step}", 1) for i in range(n_queries)]})
+
+
+@pytest.fixture(scope="module")
+def big_task(tmp_path_factory) -> Path:
+    return _task(tmp_path_factory.mktemp("big") / "big", N_DOCS, N_QUERIES)
 
 
 def _eval_args(task: Path, model: Path, cache: Path, results: Path, *more: str) -> list[str]:
@@ -125,6 +130,7 @@ def test_an_encode_killed_anywhere_resumes_to_the_same_result(seed, zygote, mode
 
 # -- a training run killed at random points ---------------------------------------------------------------
 STEPS = 12
+SAVE_EVERY = 2
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +147,7 @@ def recipe(model, tmp_path_factory) -> Path:
         "name": "tiny", "output_dir": str(folder / "runs"),
         "model": {"path": str(model), "max_length": 32},
         "data": {"train": "pairs.jsonl"},
-        "training": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "save_every": 1, "keep_checkpoints": 2,
+        "training": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "save_every": SAVE_EVERY, "keep_checkpoints": 2,
                      "seed": 1, "logger": "none", "bf16": False},
     }))
     return path
@@ -170,7 +176,7 @@ def clean_training(zygote, recipe, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("seed", SEEDS[:2])
 def test_a_training_run_killed_anywhere_resumes_to_the_same_weights(seed, zygote, recipe, clean_training, tmp_path):
     rng = random.Random(100 + seed)
-    target, pause = rng.randint(2, STEPS - 4), rng.uniform(0.0, 0.2)
+    target, pause = SAVE_EVERY * rng.randint(1, STEPS // SAVE_EVERY - 2), rng.uniform(0.0, 0.2)
     out = tmp_path / "runs"
     pid = _train(zygote, recipe, out, tmp_path / "killed.txt")
     checkpoint = out / "tiny" / "checkpoints" / f"step-{target:07d}" / "state.json"
@@ -194,9 +200,10 @@ def test_a_training_run_killed_anywhere_resumes_to_the_same_weights(seed, zygote
 
 
 # -- two evaluations at once on one cache and one results folder -------------------------------------
-def test_two_concurrent_evaluations_share_the_cache_and_the_results_folder(zygote, model, big_task, tmp_path):
+def test_two_concurrent_evaluations_share_the_cache_and_the_results_folder(zygote, model, tmp_path):
+    task = _task(tmp_path / "mid", 8 * SHARD, N_QUERIES)  # long enough for the two runs to overlap
     cache, results, go = tmp_path / "cache", tmp_path / "res", tmp_path / "go"
-    args = _eval_args(big_task, model, cache, results)
+    args = _eval_args(task, model, cache, results)
     pids = [zygote.start(args, cwd=tmp_path, log=tmp_path / f"run{i}.txt", shard_size=SHARD, start_after=go)
             for i in range(2)]
     go.touch()  # both start now
@@ -208,7 +215,7 @@ def test_two_concurrent_evaluations_share_the_cache_and_the_results_folder(zygot
             line for line in message_lines(text) if line.startswith("error")], text
     (path,) = results.rglob("*.json")  # one result file: the pair's, complete and valid
     stored = json.loads(path.read_text())
-    assert stored["scores"]["ndcg@10"] == pytest.approx(independent_ndcg(model, big_task), abs=1e-6)
+    assert stored["scores"]["ndcg@10"] == pytest.approx(independent_ndcg(model, task), abs=1e-6)
     assert not list(tmp_path.rglob("*.tmp")) and not list(cache.rglob("shard-*"))
 
     log = tmp_path / "third.txt"

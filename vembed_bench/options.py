@@ -230,7 +230,8 @@ def _choice(name: str, value: Any, choices: Sequence[str], flag: str) -> None:
 def _template_fields(flag: str, prompt: Any) -> None:
     """A ``{name}`` in a prompt other than ``{text}`` / ``{instruction}`` would be encoded literally:
     almost surely a typo (``{query}``, ``{Text}``) that changes every vector, so it is refused."""
-    unknown = sorted(set(re.findall(r"\{(\w*)\}", prompt)) - {"text", "instruction"}) if isinstance(prompt, str) else []
+    known = {"text", "instruction", "task"}  # {task}: the LLM encoders' synonym of {instruction}
+    unknown = sorted(set(re.findall(r"\{(\w*)\}", prompt)) - known) if isinstance(prompt, str) else []
     if unknown:
         raise VembedError(f"{flag} {prompt!r} has an unknown field {{{unknown[0]}}}; a prompt template "
                           "fills only {text} and {instruction} (anything else is a plain prefix)")
