@@ -34,6 +34,7 @@ from tests.fault_helpers import (
     independent_ndcg,
     independent_ranks,
     leftovers,
+    message_lines,
     run_cli,
     snapshot,
     warning_lines,
@@ -360,7 +361,6 @@ FLAGS = [
     Case("k-without-main-metric", ev("--k", "1,5"), ("main metric 'ndcg@10' is not computed for k values [1, 5]",)),
     Case("dims-zero", ev("--dims", "0"), ("--dims '0'",)),
     Case("dims-words", ev("--dims", "half"), ("--dims 'half'",)),
-    Case("dims-wider-than-the-model", ev("--dims", "16,64"), ("--dims 64 is larger than the model's 32 dimensions",)),
     Case("batch-size-zero", ev("--batch-size", "0"), ("--batch-size 0 must be a positive integer",)),
     Case("batch-size-negative", ev("--batch-size", "-8"), ("--batch-size -8",)),
     Case("batch-size-a-word", ev("--batch-size", "many"), ("'--batch-size'",), usage=True),
@@ -604,6 +604,19 @@ def test_a_sweep_with_failing_pairs_exits_1_and_writes_the_others(name, args, pr
     assert not list(ws.root.rglob("*.tmp"))
 
 
+def test_dims_wider_than_the_model_fail_alone_and_the_other_sizes_are_written(ws, expected_ndcg, monkeypatch,
+                                                                              capsys):
+    """--dims 16,64 on a 32-d model: the full size and 16 are computed and kept; 64 fails (exit 1)."""
+    run = run_cli(monkeypatch, capsys, *[_fill(a, ws) for a in (*ev("--dims", "16,64"), *COMMON)])
+    assert run.code == 1 and "Traceback" not in run.err, run.err
+    failed = [line for line in message_lines(run.err) if line.startswith("failed")]
+    assert len(failed) == 1 and "(dim 64)" in failed[0] and "--dims 64 is larger than the model's 32" in failed[0]
+    written = {p.name: json.loads(p.read_text()) for p in (ws.root / "res").rglob("*.json")}
+    assert sorted(written) == ["test.dim16.json", "test.json"]
+    assert written["test.json"]["scores"]["ndcg@10"] == pytest.approx(expected_ndcg, abs=1e-6)
+    assert written["test.dim16.json"]["embedding_dim"] == 16
+
+
 # -- a corrupted cache heals: one warning, the right score ------------------------------------------------
 def test_a_stored_result_without_the_asked_metrics_is_computed_again(ws, model, monkeypatch, capsys):
     """--k and --main-metric are not part of a result's identity (its file name), so the stored
@@ -720,5 +733,5 @@ def test_a_corrupted_cache_heals_with_its_warnings_and_the_right_score(name, cor
 
 
 def test_the_counts_of_the_suite():
-    """Bad inputs tried: the refusal table, the sweeps and the healed caches."""
-    assert len(CASES) + len(SWEEPS) + len(HEALS) >= 100
+    """Bad inputs tried: the refusal table, the sweeps (and --dims) and the healed caches."""
+    assert len(CASES) + len(SWEEPS) + 1 + len(HEALS) >= 100

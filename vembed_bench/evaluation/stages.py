@@ -418,10 +418,6 @@ def evaluate_pair(card: TaskCard, data: TaskData, handle: ModelHandle, mode: Mod
     store = context.store
     hits, misses = store.hits, store.misses
     embedded = embed(data, handle, store, timings, batch_size=options.batch_size)
-    too_wide = [d for d in options.dims or () if d > mode.embedding_dim(embedded)]
-    if too_wide:  # refused before any result of this pair is written, the full-size one included
-        raise VembedError(f"--dims {too_wide[0]} is larger than the model's {mode.embedding_dim(embedded)} "
-                          "dimensions; give sizes up to that")
     if mode.dim is not None and mode.dim == mode.embedding_dim(embedded):
         mode = type(mode)(dim=None)  # all dimensions kept: the plain result, not a copy labelled dim N
     embedded = mode.prepare(embedded, data)
