@@ -9,9 +9,9 @@ single readers; this one checks what a user sees from each command, for task fol
 benchmark cards, flags, recipes, model folders and the files the report commands read.
 
 A sweep where only some pairs fail exits 1 and writes the others; a corrupted embedding cache
-is not an error at all: it heals with one warning and the score of a fresh encode, which is
-checked against an independent computation (sentence-transformers called directly, numpy
-search, nDCG by hand).
+is not an error at all: it heals with one warning line per bad entry (none for a bad encode
+manifest, which is only a shortcut) and the score of a fresh encode, checked against an
+independent computation (sentence-transformers called directly, numpy search, nDCG by hand).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def recipe(changes: dict[str, Any] | None = None, text: str | bytes | None = Non
             path.write_bytes(text.encode() if isinstance(text, str) else text)
             return
         data = {"name": "r", "output_dir": str(w.root / "runs"),
-                "model": {"path": str(w.model or w.root / "no-model"), "max_length": 32},
+                "model": {"path": str(w.model), "max_length": 32},
                 "data": {"train": "pairs.jsonl"},
                 "training": {"epochs": 1, "batch_size": 2, "logger": "none", "bf16": False}}
         for dotted, value in (changes or {}).items():

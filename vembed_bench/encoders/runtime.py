@@ -9,7 +9,9 @@ support varies). The dtype actually used is recorded in ``describe()``.
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vembed_bench.errors import VembedError
@@ -78,12 +80,9 @@ def load_failure(source: Any, kind: str, exc: BaseException) -> VembedError:
                                                               else first))
 
 
-def damaged_file(source: Any) -> Any:
+def damaged_file(source: Any) -> Path | None:
     """The first JSON file of a model folder that does not parse, or ``.safetensors`` file whose
     header does not (library errors often name neither); None for hub ids and sound folders."""
-    import json
-    from pathlib import Path
-
     folder = Path(str(source))
     if not folder.is_dir():
         return None
