@@ -207,15 +207,14 @@ class Zygote:
         self.process.wait(timeout=60)
 
 
-def kill_when(pid: int, ready: Callable[[], bool], *, delay: float = 0.0, timeout: float = 300.0) -> None:
-    """SIGKILL ``pid`` once ``ready()`` holds (polled), after ``delay`` seconds more. Fails the test
-    if the process ends first or never gets there: then it was not killed at the point meant."""
+def kill_when(pid: int, ready: Callable[[], bool], *, timeout: float = 300.0) -> None:
+    """SIGKILL ``pid`` as soon as ``ready()`` holds (polled: a state of its files, never a time).
+    Fails the test if the process ends first or never gets there: it was not killed where meant."""
     deadline = time.monotonic() + timeout
     while not ready():
         assert _running(pid), "the run ended before the point where it was to be killed"
         assert time.monotonic() < deadline, "the run never reached the point where it is to be killed"
-        time.sleep(0.005)
-    time.sleep(delay)
+        time.sleep(0.002)
     os.kill(pid, signal.SIGKILL)
 
 
