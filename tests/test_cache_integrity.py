@@ -451,6 +451,8 @@ GOOD_MANIFEST = {"name": "m", "model_info": {"dim": 6}, "query_key": "ab" * 32, 
     "[]",
     json.dumps({**GOOD_MANIFEST, "query_key": "../../../etc"}),
     json.dumps({key: value for key, value in GOOD_MANIFEST.items() if key != "document_key"}),
+    json.dumps({**GOOD_MANIFEST, "key": "ab" * 32}),  # another key's manifest copied over this one
+    json.dumps(GOOD_MANIFEST),  # written without its key: cannot be told from a copied one
 ])
 def test_a_garbled_encode_manifest_is_treated_as_absent(tmp_path, text):
     cache = EmbeddingCache(tmp_path)

@@ -185,7 +185,9 @@ class EmbeddingCache:
         """An encode manifest records, for a model folder + options + items, the encoder's
         own description (``name``, ``model_info``) and the two entry keys (``query_key``,
         ``document_key``), so a full hit needs no model at all. A missing, garbled or
-        incomplete manifest is None: it is only a shortcut, the entries stay verified."""
+        incomplete manifest is None: it is only a shortcut, the entries stay verified. So is one
+        written under another key (a file copied over this one): its entries are verified but
+        are another model's or other items' vectors."""
         if self.policy is not CachePolicy.USE:
             return None
         path = self.root / "manifests" / f"{key}.json"
@@ -199,6 +201,9 @@ class EmbeddingCache:
                         for k in ("query_key", "document_key"))):
             log.info("ignoring the incomplete encode manifest %s", path)
             return None
+        if manifest.pop("key", None) != key:
+            log.info("ignoring the encode manifest %s: it was written for another key", path)
+            return None
         return manifest
 
     def write_manifest(self, key: str, manifest: dict[str, Any]) -> None:
@@ -207,7 +212,7 @@ class EmbeddingCache:
             return
         path = self.root / "manifests" / f"{key}.json"
         try:
-            write_json(path, manifest)
+            write_json(path, {**manifest, "key": key})
         except OSError as err:
             log.warning("could not write the encode manifest %s (%s); the next run loads the model to find "
                         "its cache entries", path, _reason(err))

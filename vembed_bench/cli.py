@@ -63,6 +63,8 @@ def _expand(values: Optional[list[str]], flag: str) -> list[str]:
     """Repeated flags, comma-separated lists and @FILE lists (one entry per line, # comments)."""
     items: list[str] = []
     for value in values or []:
+        if not value.strip():
+            raise VembedError(f"{flag} is given an empty value; pass a name or path, or leave the flag out")
         if value.startswith("@"):
             path = Path(value[1:])
             try:

@@ -12,6 +12,7 @@ result's settings (and so its file name) from both.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -93,6 +94,8 @@ class EncoderOptions:
                               "positive number of padded tokens per batch")
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
             raise VembedError(f"--image-workers {self.num_workers!r} must be 0 or a positive integer")
+        for flag, prompt in (("--query-prompt", self.query_prompt), ("--document-prompt", self.document_prompt)):
+            _template_fields(flag, prompt)
         _choice("attention", self.attention, ATTENTION_MODES, "--attention")
         _choice("padding_side", self.padding_side, PADDING_SIDES, "--padding-side")
         for name in ("model_type", "pooling", "device", "dtype"):
@@ -226,6 +229,16 @@ def _positive(name: str, value: Any, flag: str, *, required: bool = False, what:
 def _choice(name: str, value: Any, choices: Sequence[str], flag: str) -> None:
     if value is not None and value not in choices:
         raise VembedError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
+
+
+def _template_fields(flag: str, prompt: Any) -> None:
+    """A ``{name}`` in a prompt other than ``{text}`` / ``{instruction}`` would be encoded literally:
+    almost surely a typo (``{query}``, ``{Text}``) that changes every vector, so it is refused."""
+    known = {"text", "instruction", "task"}  # {task}: the LLM encoders' synonym of {instruction}
+    unknown = sorted(set(re.findall(r"\{(\w*)\}", prompt)) - known) if isinstance(prompt, str) else []
+    if unknown:
+        raise VembedError(f"{flag} {prompt!r} has an unknown field {{{unknown[0]}}}; a prompt template "
+                          "fills only {text} and {instruction} (anything else is a plain prefix)")
 
 
 def _int_list(flag: str, value: Any, example: str, *, keep_order: bool = False) -> tuple[int, ...]:

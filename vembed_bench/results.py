@@ -112,11 +112,16 @@ def load_result(path: str | Path) -> Result:
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise VembedError(f"{path}: cannot read result file ({err})") from None
+    if not isinstance(record, dict):
+        raise VembedError(f"{path}: not a vembed-bench result file (a JSON {type(record).__name__})")
     if record.get("schema_version") not in READABLE_SCHEMAS:
         raise VembedError(f"{path}: unsupported result schema {record.get('schema_version')!r}")
-    return Result.from_dict(record)
+    try:
+        return Result.from_dict(record)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise VembedError(f"{path}: damaged result file ({type(err).__name__}: {err})") from None
 
 
 def result_path(results_dir: Path, model: str, weights_fingerprint: str, task: str, split: str,

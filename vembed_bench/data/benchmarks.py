@@ -100,6 +100,7 @@ def read_benchmark(path: Path) -> BenchmarkCard:
 
 def _line_of(text: str, task: str) -> int | None:
     for number, line in enumerate(text.splitlines(), start=1):
-        if task in line.replace("'", " ").replace('"', " ").replace(",", " ").replace("[", " ").split():
+        words = line.replace("'", " ").replace('"', " ").replace(",", " ").replace("[", " ").replace("]", " ")
+        if task in words.split():
             return number
     return None

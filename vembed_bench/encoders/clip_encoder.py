@@ -17,7 +17,7 @@ import numpy as np
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import HFImageTransform, Transform
-from vembed_bench.encoders.runtime import torch_dtype
+from vembed_bench.encoders.runtime import load_errors, load_failure, torch_dtype
 from vembed_bench.encoders.text_inputs import resolve_prompts
 from vembed_bench.errors import VembedError
 from vembed_bench.options import EncoderOptions
@@ -58,9 +58,8 @@ class CLIPEncoder(ImageEncoderBase):
             self.tokenizer = AutoTokenizer.from_pretrained(self.source, **kwargs)
             self.image_processor = AutoImageProcessor.from_pretrained(self.source, **kwargs)
             self.model = AutoModel.from_pretrained(self.source, dtype=torch_dtype(self.dtype), **kwargs)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(f"cannot load {self.source} as a CLIP/SigLIP model: {first}") from None
+        except load_errors() as exc:
+            raise load_failure(self.source, "a CLIP/SigLIP model", exc) from None
         for method in ("get_text_features", "get_image_features"):
             if not hasattr(self.model, method):
                 raise VembedError(f"{self.source}: {type(self.model).__name__} has no {method}; "

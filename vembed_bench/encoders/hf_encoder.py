@@ -28,10 +28,12 @@ from vembed_bench.data.types import Item
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.pooling import POOLING_MODES, pool
 from vembed_bench.encoders.runtime import (
-    role_label,
     CPU_BATCH_TOKENS,
     library_versions,
+    load_errors,
+    load_failure,
     progress_bar,
+    role_label,
     torch_dtype,
 )
 from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
@@ -127,9 +129,8 @@ class HFEncoder(TextEncoderBase):
         try:
             tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
             model = AutoModel.from_pretrained(target, dtype=torch_dtype(self.dtype), **kwargs)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(f"cannot load {self.source} as a Hugging Face model: {first}") from None
+        except load_errors() as exc:
+            raise load_failure(self.source, "a Hugging Face model", exc) from None
         model.to(self.device)
         model.eval()
         return tokenizer, model

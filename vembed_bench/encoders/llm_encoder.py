@@ -40,7 +40,14 @@ from vembed_bench.encoders.bidirectional import check_attention, make_bidirectio
 from vembed_bench.encoders.hf_encoder import _CHUNK, HFEncoder, _batches
 from vembed_bench.encoders.llm_pooling import LLM_POOLING_MODES, llm_pool
 from vembed_bench.encoders.input_keys import check_role, text_key
-from vembed_bench.encoders.runtime import CPU_BATCH_TOKENS, progress_bar, role_label, torch_dtype
+from vembed_bench.encoders.runtime import (
+    CPU_BATCH_TOKENS,
+    load_errors,
+    load_failure,
+    progress_bar,
+    role_label,
+    torch_dtype,
+)
 from vembed_bench.encoders.text_base import check_batch_size
 from vembed_bench.encoders.text_inputs import (
     DOCUMENT,
@@ -301,9 +308,8 @@ def load_causal_lm(
             **kwargs,
             **model_kwargs,
         )
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VembedError(f"cannot load {source} as a causal language model: {first}") from None
+    except load_errors() as exc:
+        raise load_failure(source, "a causal language model", exc) from None
     return tokenizer, model
 
 

@@ -9,7 +9,9 @@ support varies). The dtype actually used is recorded in ``describe()``.
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vembed_bench.errors import VembedError
@@ -42,6 +44,10 @@ def pick_device(device: str | None = None) -> str:
     import torch
 
     if device:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise VembedError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise VembedError(f"device {device!r} requested but CUDA is not available; use --device cpu")
         return device
@@ -51,6 +57,49 @@ def pick_device(device: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What the libraries raise for a model folder they cannot load: missing or damaged files
+    (a cut ``.safetensors``, a garbled JSON config), weights of the wrong shape, unknown types."""
+    errors: list[type[BaseException]] = [OSError, ValueError, KeyError, ImportError, RuntimeError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # pragma: no cover - installed with transformers
+        pass
+    return tuple(errors)
+
+
+def load_failure(source: Any, kind: str, exc: BaseException) -> VembedError:
+    """One line for a model the library could not load, naming the damaged file if one is found."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    damaged = damaged_file(source)
+    return VembedError(f"cannot load {source} as {kind}: " + (f"{damaged} is damaged ({first})" if damaged
+                                                              else first))
+
+
+def damaged_file(source: Any) -> Path | None:
+    """The first JSON file of a model folder that does not parse, or ``.safetensors`` file whose
+    header does not (library errors often name neither); None for hub ids and sound folders."""
+    folder = Path(str(source))
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return path
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as handle:
+                handle.keys()
+        except Exception:  # noqa: BLE001 - any failure to read the header means a damaged file
+            return path
+    return None
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:

@@ -25,10 +25,12 @@ from vembed_bench.encoders.base import l2_normalize
 from vembed_bench.encoders.fingerprint import folder_digest, state_dict_digest
 from vembed_bench.encoders.input_keys import check_role, text_key
 from vembed_bench.encoders.runtime import (
-    role_label,
     CPU_BATCH_TOKENS,
     library_versions,
+    load_errors,
+    load_failure,
     progress_bar,
+    role_label,
     torch_dtype,
 )
 from vembed_bench.encoders.text_base import TextEncoderBase, check_batch_size
@@ -123,11 +125,8 @@ class STEncoder(TextEncoderBase):
                 trust_remote_code=self.trust_remote_code,
                 model_kwargs={"dtype": torch_dtype(self.dtype)},
             )
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(
-                f"cannot load {self.source} as a sentence-transformers model: {first}"
-            ) from None
+        except load_errors() as exc:
+            raise load_failure(self.source, "a sentence-transformers model", exc) from None
 
     # -- encoding --------------------------------------------------------------------------
     def _encode_role(self, items: Sequence[Item], role: str, batch_size: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from vembed_bench.encoders import folders
 from vembed_bench.encoders.image_base import ImageEncoderBase, to_device
 from vembed_bench.encoders.image_io import HFImageTransform, Transform
-from vembed_bench.encoders.runtime import torch_dtype
+from vembed_bench.encoders.runtime import load_errors, load_failure, torch_dtype
 from vembed_bench.encoders.vision_detect import CONV_TYPES
 from vembed_bench.errors import VembedError
 from vembed_bench.options import EncoderOptions
@@ -73,9 +73,8 @@ class VisionEncoder(ImageEncoderBase):
             self.image_processor = AutoImageProcessor.from_pretrained(self.source, **kwargs)
             self.model = AutoModel.from_pretrained(
                 self.source, config=config, dtype=torch_dtype(self.dtype), **kwargs)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VembedError(f"cannot load {self.source} as a vision model: {first}") from None
+        except load_errors() as exc:
+            raise load_failure(self.source, "a vision model", exc) from None
         self.model.to(self.device).eval()
 
     def _encode_image_batch(self, batch: Any) -> np.ndarray:

@@ -330,7 +330,7 @@ def _run_member(card: TaskCard, handle: ModelHandle, label: str, context: Contex
                 continue
             if data is None:
                 data = load_data(card, options, timings)
-            outcome = _reuse(card, data, handle, label, mode, options)
+            outcome = _reuse(card, data, handle, label, mode, options, extra_ks)
             if outcome is None:
                 scored = evaluate_pair(card, data, handle, mode, context, timings=timings, extra_ks=extra_ks)
                 if any(o.result is not None and o.result.settings_key == scored.result.settings_key
@@ -363,7 +363,7 @@ def _planned_path(card: TaskCard, handle: ModelHandle, mode: Any, options: EvalO
 
 
 def _reuse(card: TaskCard, data: Any, handle: ModelHandle, label: str, mode: Any,
-           options: EvalOptions) -> Outcome | None:
+           options: EvalOptions, extra_ks: Sequence[int] = ()) -> Outcome | None:
     """The stored result that answers this pair under the overwrite strategy, or None to compute."""
     strategy = options.overwrite
     if options.results_dir is None or strategy is OverwriteStrategy.ALWAYS:
@@ -378,6 +378,7 @@ def _reuse(card: TaskCard, data: Any, handle: ModelHandle, label: str, mode: Any
         return Outcome(label, card.name, REUSED, result=stored, path=path, dim=mode.dim,
                        note=f"kept the stored result (--overwrite-strategy {strategy.value})")
     from vembed_bench.data import data_fingerprint
+    from vembed_bench.metrics import metric_names
 
     differences = []
     if stored.task_info.get("data_fingerprint") != data_fingerprint(data):
@@ -386,6 +387,9 @@ def _reuse(card: TaskCard, data: Any, handle: ModelHandle, label: str, mode: Any
         differences.append("its settings differ")
     if stored.weights_fingerprint != handle.identity()[1]:
         differences.append("the weights differ")
+    ks, main_metric = task_plan(card, options, extra_ks)
+    if stored.main_metric != main_metric or not set(metric_names(ks)) <= set(stored.scores):
+        differences.append(f"it lacks the K values {ks} or the main metric {main_metric} asked for")
     if differences:
         log.info("stored result %s is stale (%s); recomputing", path, " and ".join(differences))
         return None

@@ -140,7 +140,11 @@ def read_train_log(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``train_log.jsonl``; each needs a numeric ``step`` and ``loss``."""
     rows = []
     path = Path(path)
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise VembedError(f"{path}: cannot read the training log ({err})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -162,7 +166,7 @@ def read_comparison(path: str | Path, known: dict[Path, ResultFile] | None = Non
     folder = path.parent
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise VembedError(f"{path}: cannot read comparison file ({err})") from None
     if not isinstance(record, dict) or not isinstance(record.get("pairs"), list):
         raise VembedError(f"{path}: a comparison file is a mapping with a 'pairs' list")

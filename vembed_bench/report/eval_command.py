@@ -46,16 +46,24 @@ def run_eval(tasks: Sequence[str], benchmarks: Sequence[str], models: Sequence[s
         result_set = run(specs, cards, eval_options, encoder_options, dry_run=dry_run, on_pair=on_pair)
     finally:
         bar.close()
+    partial = False
     if not many:  # one model on one task: its failure is the command's error (one line, exit 2)
         failed = next((o for o in result_set if o.exception is not None), None)
-        if failed is not None:
+        if failed is not None and all(o.result is None for o in result_set):
             raise failed.exception
+        if failed is not None:  # some --dims sizes were written before one failed: a sweep's exit 1
+            partial = True
+            for outcome in result_set.failed:
+                stderr.print(outcome_line(outcome), soft_wrap=True, highlight=False)
     if json_output:
         print(result_set[-1].to_json() if not many else result_set.to_json())
         return 0 if result_set.ok else 1
     if not many:
         _print_single(result_set, stdout)
-        return 0
+        if partial:
+            stderr.print(f"{len(result_set.failed)} of {len(result_set)} sizes failed; the others were written",
+                         highlight=False)
+        return 1 if partial else 0
     if not dry_run:
         _print_details(result_set, stdout)
         from vembed_bench.report.console import sweep_table

@@ -223,11 +223,13 @@ def load_recipe(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] =
     """Read a recipe YAML, apply ``--set`` style overrides, validate and return it."""
     import yaml
 
+    from vembed_bench.data.files import read_text
+
     path = Path(path)
     if not path.is_file():
         raise VembedError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path)) or {}  # invalid UTF-8: file, line and byte offset
     except yaml.YAMLError as err:
         raise VembedError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
