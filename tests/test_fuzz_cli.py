@@ -377,7 +377,7 @@ FLAGS = [
     Case("attention-unknown", ev("--attention", "sideways"), ("--attention 'sideways' is not one of",)),
     Case("padding-side-unknown", ev("--padding-side", "up"), ("--padding-side 'up' is not one of",)),
     Case("attention-on-a-text-encoder", ev("--attention", "causal"), ("attention do not apply",)),
-    Case("pooling-on-sentence-transformers", ev("--pooling", "cls"),
+    Case("pooling-on-sentence-transformers", ev("--model-type", "sentence-transformers", "--pooling", "cls"),
          ("pooling is fixed by the sentence-transformers",)),
     Case("backend-unknown", ev("--backend", "quantum"), ("quantum",)),
     Case("index-unknown", ev("--index", "NoSuchIndex,Flat"), ("NoSuchIndex,Flat",)),
