@@ -1,0 +1,179 @@
+"""Distributed encoding: a local Ray cluster (2 CPU workers) and a `cpu,cpu` device list encode the
+missing cache shards, the driver writes them, and the run gives the single-process embeddings and
+scores; a run interrupted after some shards resumes and encodes only the rest; a worker killed
+mid-run is restarted by Ray and the run still matches.
+
+The reference is the ordinary single-process run of the same tiny sentence-transformers model on
+the same 100 queries x 300 documents (7 shards of 64 items: 2 of queries, 5 of documents)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_beir
+from tests.train_helpers import tiny_st_folder
+from vembed_bench.cache import EmbeddingCache
+from vembed_bench.evaluation import evaluate
+
+SHARD = 64
+N_QUERIES, N_DOCS = 100, 300
+SHARDS = -(-N_QUERIES // SHARD) + -(-N_DOCS // SHARD)  # 2 + 5
+WORDS = "cats purr rockets orbit bread yeast dogs bark stars shine night fuel sleep river stone".split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_shards():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("vembed_bench.cache.DEFAULT_SHARD_SIZE", SHARD)
+        yield
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_st_folder(tmp_path_factory.mktemp("st"), seed=5)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    corpus = [{"_id": f"d{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=rng.randint(3, 12)))}
+              for i in range(N_DOCS)]
+    queries = [{"_id": f"q{i}", "text": " ".join(rng.choices(WORDS, k=rng.randint(2, 5)))} for i in range(N_QUERIES)]
+    qrels = [(f"q{i}", f"d{(7 * i) % N_DOCS}", 1) for i in range(N_QUERIES)]
+    return write_beir(tmp_path_factory.mktemp("task") / "toy", corpus, queries, {"test": qrels})
+
+
+def run(task: Path, model: Path, cache: Path, **options):
+    return evaluate(str(task), str(model), cache_dir=cache, results_dir=None, show_progress=False,
+                    k_values=[1, 10], **options)
+
+
+def entries(cache: Path) -> dict[str, np.ndarray]:
+    """Every complete cache entry, by its role, read back through the verifying cache."""
+    store = EmbeddingCache(cache / "embeddings")
+    found = {}
+    for meta in (cache / "embeddings").glob("*/*/meta.json"):
+        found[json.loads(meta.read_text())["info"]["role"]] = store.load(meta.parent.name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(task, model, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("single")
+    result = run(task, model, cache, device="cpu")
+    return result, entries(cache)
+
+
+def assert_same_as(reference, result, cache: Path) -> None:
+    expected, vectors = reference
+    assert result.scores == expected.scores
+    assert result.per_query.to_dict() == expected.per_query.to_dict()
+    found = entries(cache)
+    assert sorted(found) == ["document", "query"]
+    for role in found:
+        assert found[role].shape == vectors[role].shape
+        np.testing.assert_allclose(found[role], vectors[role], rtol=0, atol=1e-6)
+
+
+def shard_records(cache: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (cache / "embeddings").glob("*/*/shard-*.json")]
+
+
+# -- several devices, no Ray ------------------------------------------------------------------------
+
+def test_a_device_list_encodes_like_one_device(task, model, reference, tmp_path):
+    result = run(task, model, tmp_path, device="cpu,cpu")
+    assert_same_as(reference, result, tmp_path)
+    assert result.model_info["distributed_encode"] == {
+        "backend": "devices", "workers": 2, "devices": ["cpu", "cpu"], "shards": SHARDS,
+        "items": N_QUERIES + N_DOCS}
+    assert result.model_info["device"] == "cpu"
+    again = run(task, model, tmp_path, device="cpu,cpu")  # served by the cache: no workers at all
+    assert again.cache["hits"] == 2 and "distributed_encode" not in again.model_info
+    assert again.scores == reference[0].scores
+
+
+# -- Ray --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if importlib.util.find_spec("ray") is None:  # not importorskip: import_ray sets Ray up first
+        pytest.skip("Ray is not installed (the [ray] extra)")
+    from vembed_bench.distributed.ray_encode import import_ray
+
+    ray = import_ray()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_workers_encode_like_one_process(ray_cluster, task, model, reference, tmp_path):
+    result = run(task, model, tmp_path, device="cpu", ray="local", ray_workers=2)
+    assert_same_as(reference, result, tmp_path)
+    assert result.model_info["distributed_encode"] == {
+        "backend": "ray", "workers": 2, "worker_device": "cpu", "shards": SHARDS, "items": N_QUERIES + N_DOCS}
+    assert result.timings["encode_distributed"] > 0
+
+
+def test_an_interrupted_ray_run_resumes_from_the_written_shards(ray_cluster, task, model, reference, tmp_path,
+                                                                monkeypatch):
+    write = EmbeddingCache.write_shard
+    calls = []
+
+    def crash_after_three(self, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the driver stops (Ctrl-C) with three shards written
+        calls.append(args[1])
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingCache, "write_shard", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run(task, model, tmp_path, device="cpu", ray="local", ray_workers=2)
+    monkeypatch.setattr(EmbeddingCache, "write_shard", write)
+    written = shard_records(tmp_path)
+    assert len(written) == 3 and not list((tmp_path / "embeddings").glob("*/*/meta.json"))
+    result = run(task, model, tmp_path, device="cpu", ray="local", ray_workers=2)
+    assert_same_as(reference, result, tmp_path)
+    done = result.model_info["distributed_encode"]
+    assert done["shards"] == SHARDS - 3
+    assert done["items"] == N_QUERIES + N_DOCS - sum(record["count"] for record in written)
+
+
+def test_a_killed_ray_worker_is_restarted_and_the_run_matches(ray_cluster, task, model, reference, tmp_path,
+                                                              monkeypatch):
+    write = EmbeddingCache.write_shard
+    killed = []
+
+    def kill_a_worker_once(self, *args, **kwargs):
+        if not killed:
+            killed.extend(_kill_one("ShardActor"))
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingCache, "write_shard", kill_a_worker_once)
+    result = run(task, model, tmp_path, device="cpu", ray="local", ray_workers=2)
+    assert killed, "no Ray worker process was found to kill"
+    assert_same_as(reference, result, tmp_path)
+    assert result.model_info["distributed_encode"]["shards"] == SHARDS
+
+
+def _kill_one(title: str) -> list[int]:
+    """SIGKILL one process whose command line (Ray sets it to the actor's class) names ``title``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if title in cmdline:
+            os.kill(int(entry.name), signal.SIGKILL)
+            return [int(entry.name)]
+    return []
