@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_beir
+from tests.test_multivector_cli import WORDS as COLBERT_WORDS
+from tests.test_multivector_cli import colbert_dir  # noqa: F401 - a fixture
 from tests.train_helpers import tiny_st_folder
 from vembed_bench.cache import EmbeddingCache
 from vembed_bench.evaluation import evaluate
@@ -75,6 +77,7 @@ def reference(task, model, tmp_path_factory):
 def assert_same_as(reference, result, cache: Path) -> None:
     expected, vectors = reference
     assert result.scores == expected.scores
+    assert result.settings_key == expected.settings_key  # workers change no setting of the result
     assert result.per_query.to_dict() == expected.per_query.to_dict()
     found = entries(cache)
     assert sorted(found) == ["document", "query"]
@@ -165,7 +168,8 @@ def test_a_killed_ray_worker_is_restarted_and_the_run_matches(ray_cluster, task,
 
 
 def _kill_one(title: str) -> list[int]:
-    """SIGKILL one process whose command line (Ray sets it to the actor's class) names ``title``."""
+    """SIGKILL one process of this test's Ray cluster (a descendant of this process) whose command
+    line (Ray sets it to the actor's class) names ``title``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -173,7 +177,75 @@ def _kill_one(title: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if title in cmdline:
+        if title in cmdline and _descends_from_me(int(entry.name)):
             os.kill(int(entry.name), signal.SIGKILL)
             return [int(entry.name)]
     return []
+
+
+def _descends_from_me(pid: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == os.getpid():
+            return True
+    return False
+
+
+# -- the shards themselves, multi-vector ----------------------------------------------------------
+
+def test_device_workers_write_the_shards_one_process_writes(colbert_dir, tmp_path):
+    """ColBERT token matrices (ragged): the shards two `cpu` workers write hold what an interrupted
+    single-process encode leaves, and `get_or_compute_multi` then only assembles the entry."""
+    from vembed_bench.cache import cache_key
+    from vembed_bench.data.types import Item
+    from vembed_bench.distributed import EncodeJob, model_ref
+    from vembed_bench.distributed.devices import DevicePool
+    from vembed_bench.encoders.loader import load_multivector_encoder
+    from vembed_bench.options import EncoderOptions
+
+    rng = random.Random(1)
+    items = [Item(id=f"d{i}", text=" ".join(rng.choices(COLBERT_WORDS, k=rng.randint(1, 9)))) for i in range(150)]
+    options = EncoderOptions(device="cpu")
+    encoder = load_multivector_encoder(str(colbert_dir), options)
+    key = cache_key(encoder.fingerprint(), "document-multi", {}, items)
+    expected = encoder.encode_documents_multi(items, batch_size=32)
+
+    single = EmbeddingCache(tmp_path / "single")
+    calls = []
+
+    def encode_two_shards_then_stop(chunk):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(chunk))
+        return encoder.encode_documents_multi(chunk, batch_size=32)
+
+    with pytest.raises(KeyboardInterrupt):
+        single.get_or_compute_multi(key, items, encode_two_shards_then_stop)
+
+    workers = EmbeddingCache(tmp_path / "workers")
+    job = EncodeJob(key, "document", items, multi=True)
+    with DevicePool(("cpu", "cpu")) as pool:
+        done = pool(workers, model_ref(str(colbert_dir), options, encoder, 32, multi_vector=True), [job])
+    assert done == {"backend": "devices", "workers": 2, "devices": ["cpu", "cpu"], "shards": 3, "items": 150}
+    assert workers.missing_shards(key, items, multi=True) == []
+    for index in (0, 1):  # the single process wrote these two before it stopped
+        for tail in (".tokens.npy", ".lengths.npy"):
+            name = f"{key[:2]}/{key}/shard-{index:06d}{tail}"
+            np.testing.assert_allclose(np.load(tmp_path / "workers" / name), np.load(tmp_path / "single" / name),
+                                       rtol=0, atol=1e-6)
+        sidecar = f"{key[:2]}/{key}/shard-{index:06d}.json"
+        mine, theirs = (json.loads((tmp_path / d / sidecar).read_text()) for d in ("workers", "single"))
+        assert {k: mine[k] for k in ("start", "count", "item_ids")} == \
+            {k: theirs[k] for k in ("start", "count", "item_ids")} == \
+            {"start": 64 * index, "count": 64, "item_ids": mine["item_ids"]}
+
+    def must_not_encode(chunk):
+        raise AssertionError(f"encoded {len(chunk)} items although every shard was written")
+
+    assembled = workers.get_or_compute_multi(key, items, must_not_encode)
+    assert len(assembled) == len(expected)
+    for got, want in zip(assembled, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

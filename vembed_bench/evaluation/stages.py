@@ -269,7 +269,7 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
     encoded: dict[str, Any] = {}
     for role, items, stage in roles:
         with timed(timings, stage):
-            if not contains(keys[role]):
+            if distributed is None and not contains(keys[role]):
                 log.info("encoding %d %s", len(items), "queries" if role == "query" else "documents")
             encoded[role] = get(keys[role], items,
                                 lambda chunk, r=role: encode_items(encoder, handle.memo, chunk, r, multi, batch_size),
