@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tests.test_multivector_cli import WORDS as COLBERT_WORDS
 from tests.test_multivector_cli import colbert_dir  # noqa: F401 - a fixture
 from tests.train_helpers import tiny_st_folder
 from vembed_bench.cache import EmbeddingCache
+from vembed_bench.errors import VembedError
 from vembed_bench.evaluation import evaluate
 
 SHARD = 64
@@ -227,8 +229,11 @@ def test_device_workers_write_the_shards_one_process_writes(colbert_dir, tmp_pat
 
     workers = EmbeddingCache(tmp_path / "workers")
     job = EncodeJob(key, "document", items, multi=True)
+    model = model_ref(str(colbert_dir), options, encoder, 32, multi_vector=True)
     with DevicePool(("cpu", "cpu")) as pool:
-        done = pool(workers, model_ref(str(colbert_dir), options, encoder, 32, multi_vector=True), [job])
+        done = pool(workers, model, [job])
+        with pytest.raises(VembedError, match="has fingerprint .* the driver's has 0123456789ab"):
+            pool(EmbeddingCache(tmp_path / "other"), replace(model, fingerprint="0123456789ab" * 4), [job])
     assert done == {"backend": "devices", "workers": 2, "devices": ["cpu", "cpu"], "shards": 3, "items": 150}
     assert workers.missing_shards(key, items, multi=True) == []
     for index in (0, 1):  # the single process wrote these two before it stopped

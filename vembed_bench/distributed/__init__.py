@@ -99,6 +99,9 @@ def pre_encoder(eval_options: EvalOptions, encoder_options: EncoderOptions) -> I
     ``--ray`` / ``--ray-address`` joins or starts a Ray cluster for the run;
     ``--device a,b`` starts one process per device, kept for all the run's models.
     """
+    if encoder_options.skip_bad_images:
+        raise VembedError("--skip-bad-images counts the skipped images in the process that encodes them, which "
+                          "--ray / a device list moves to workers: not supported together yet")
     if eval_options.ray is not None:
         if encoder_options.devices:
             raise VembedError(f"--device {','.join(encoder_options.devices)} and --ray both spread the encoding; "

@@ -70,9 +70,12 @@ class DevicePool:
                     for other in pending:  # those not started yet; running ones finish and are written
                         other.cancel()
         if failure is not None:
+            what = f"encoding on {', '.join(self.devices)}"
             if isinstance(failure, BrokenProcessPool):
                 self._pool = None  # unusable: the next model starts new workers
-            raise writer.interrupted(f"encoding on {', '.join(self.devices)}", failure)
+                what += (" (a worker process died: out of memory, killed, or started from a Python script "
+                         "without `if __name__ == '__main__':`)")
+            raise writer.interrupted(what, failure)
         return writer.summary("devices", len(self.devices), devices=list(self.devices))
 
     def _executor(self) -> ProcessPoolExecutor:

@@ -4,6 +4,7 @@ the driver's bookkeeping as the finished shards come back and are written."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -61,15 +62,22 @@ class ShardWriter:
 
 
 def vembed_cause(err: BaseException) -> VembedError | None:
-    """The :class:`VembedError` a worker raised, unwrapped from what carried it back (Ray wraps it)."""
+    """The :class:`VembedError` a worker raised, unwrapped from what carried it back: Ray wraps it
+    in its own errors, and one raised while an actor started survives only as traceback text."""
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, VembedError):
             return VembedError(str(current.args[0]) if current.args else str(current))
+        told = _TOLD.search(str(current))
+        if told:
+            return VembedError(told.group(1).strip())
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
     return None
+
+
+_TOLD = re.compile(r"\bVembedError: ([^\n]+)")
 
 
 class ShardWorker:
