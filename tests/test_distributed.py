@@ -92,6 +92,45 @@ def shard_records(cache: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in (cache / "embeddings").glob("*/*/shard-*.json")]
 
 
+# -- the cache API the workers' shards go through -----------------------------------------------
+
+def test_missing_shards_and_write_shard_under_each_policy(tmp_path):
+    from vembed_bench.data.types import Item
+
+    items = [Item(id=f"i{i}", text=f"t{i}") for i in range(10)]
+
+    def vectors(chunk, shift=0.0):
+        return np.array([[int(item.id[1:]) + shift, 1.0] for item in chunk], dtype=np.float32)
+
+    def must_not_encode(chunk):
+        raise AssertionError(f"encoded {len(chunk)} items although every shard was written")
+
+    key = "ab" * 32
+    use = EmbeddingCache(tmp_path, shard_size=4)
+    assert use.missing_shards(key, items) == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+    use.write_shard(key, 1, items, vectors(items[4:8]))
+    assert use.missing_shards(key, items) == [(0, 0, 4), (2, 8, 10)]
+    with pytest.raises(VembedError, match="has no shard 3"):
+        use.write_shard(key, 3, items, vectors(items[:2]))
+    with pytest.raises(VembedError, match="one row per item"):
+        use.write_shard(key, 0, items, vectors(items[:3]))
+    encoded = []
+    out = use.get_or_compute(key, items, lambda chunk: encoded.append(len(chunk)) or vectors(chunk))
+    assert encoded == [4, 2] and np.array_equal(out, vectors(items))  # shard 1 was resumed
+    assert use.missing_shards(key, items) == []
+
+    refresh = EmbeddingCache(tmp_path, "refresh", shard_size=4)  # the complete entry is encoded anew
+    spans = refresh.missing_shards(key, items)
+    assert spans == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+    for index, start, stop in spans:
+        refresh.write_shard(key, index, items, vectors(items[start:stop], shift=0.5))
+    assert refresh.missing_shards(key, items) == []
+    assert np.array_equal(refresh.get_or_compute(key, items, must_not_encode), vectors(items, shift=0.5))
+
+    with pytest.raises(VembedError, match="--cache off"):
+        EmbeddingCache(tmp_path, "off").missing_shards(key, items)
+
+
 # -- several devices, no Ray ------------------------------------------------------------------------
 
 def test_a_device_list_encodes_like_one_device(task, model, reference, tmp_path):
