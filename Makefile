@@ -3,7 +3,7 @@
 #   make test   run the test suite (what CI runs)
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 EXTRAS = --extra torch --extra vision --extra llm --extra train --extra faiss --extra mteb \
-         --extra report --extra demo
+         --extra ray --extra report --extra demo
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 

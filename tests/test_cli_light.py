@@ -17,7 +17,8 @@ runner = CliRunner()
 for args in (["--help"], ["eval", "--help"], ["tasks", "--help"], ["demo", "--help"], ["tasks"]):
     out = runner.invoke(app, args)
     assert out.exit_code == 0, (args, out.output)
-heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers", "faiss", "mteb") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers", "faiss", "mteb", "ray")
+               if m in sys.modules)
 print("HEAVY:", heavy)
 """
 
@@ -39,6 +40,9 @@ def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
         (["eval", "--task", "python_faq", "--model", "x", "--k", "a,b"], "error: --k 'a,b'"),
         (["eval", "--task", "python_faq", "--model", "x", "--cache", "maybe"], "error: --cache 'maybe'"),
         (["eval", "--task", "python_faq", "--model", "x", "--main-metric", "ndcg@7"], "error: main metric 'ndcg@7'"),
+        (["eval", "--task", "python_faq", "--model", "x", "--ray-workers", "2"], "error: --ray-workers applies"),
+        (["eval", "--task", "python_faq", "--model", "x", "--ray", "--cache", "off"], "error: --ray writes"),
+        (["eval", "--task", "python_faq", "--model", "x", "--device", "cpu,cuda:0"], "error: --device cpu,cuda:0 mixes"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(args, expected, tmp_path):

@@ -36,6 +36,11 @@ Contract for callers (the pipeline's model-free path):
   verifies it, and raises :class:`CacheEntryError` (a :class:`VembedError`)
   if it is absent or corrupt.
 * ``get_or_compute`` never raises for a corrupt entry: it heals it.
+* Distributed encoding (:mod:`vembed_bench.distributed`) fills an entry's
+  shards from elsewhere: ``missing_shards(key, items)`` says which are not
+  stored yet, ``write_shard(key, index, items, vectors)`` stores one in the
+  very format an interrupted encode leaves, and the ``get_or_compute`` that
+  follows resumes from all of them and only assembles the entry.
 * :meth:`EmbeddingCache.check_writable` before encoding turns an unwritable
   cache folder into one error line before any work; a write that still fails
   later raises a :class:`VembedError` naming the file, and keeps the shards
@@ -105,6 +110,7 @@ def manifest_key(*parts: Any) -> str:
 
 
 Arrays = dict[str, np.ndarray]
+ShardSpan = tuple[int, int, int]  # (shard index, first item, one past the last item)
 Verified = tuple[dict[str, Any], Arrays]  # (meta.json, its data files' arrays by file name)
 
 
@@ -125,14 +131,15 @@ class EmbeddingCache:
     """Sharded, resumable, verified on-disk store of embedding matrices (see the module docstring)."""
 
     def __init__(self, root: Path | None = None, policy: CachePolicy | str = CachePolicy.USE,
-                 shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+                 shard_size: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
         self.policy = CachePolicy(policy)
-        self.shard_size = shard_size
+        self.shard_size = shard_size or DEFAULT_SHARD_SIZE  # read now, so tests can patch the default
         self.hits = 0
         self.misses = 0
         self._verified: dict[tuple[str, str], Verified] = {}  # what contains() checked, for load()
         self._writable = False
+        self._refreshing: set[str] = set()  # refresh: keys whose shards this process has begun anew
 
     def _entry(self, key: str) -> Path:
         if not _KEY.fullmatch(key):
@@ -179,6 +186,60 @@ class EmbeddingCache:
             return [np.asarray(m, dtype=np.float32) for m in compute(items)]
         arrays = self._get_or_compute(_MULTI, key, items, compute, meta)
         return _split(arrays["tokens.npy"], arrays["offsets.npy"])
+
+    # -- shards written by others (distributed encoding) ----------------------------------------
+    def shard_spans(self, n_items: int) -> list[ShardSpan]:
+        """``(index, start, stop)`` of every shard of an entry of ``n_items`` items."""
+        return [(index, start, min(start + self.shard_size, n_items))
+                for index, start in enumerate(range(0, n_items, self.shard_size))]
+
+    def missing_shards(self, key: str, items: Sequence[Item], *, multi: bool = False) -> list[ShardSpan]:
+        """The shards of entry ``key`` that :meth:`get_or_compute` would still have to encode.
+
+        None when the entry is complete and verifies; otherwise every shard without
+        a sidecar that describes exactly its items and data files of the recorded
+        sizes (a cheap check: :meth:`get_or_compute` verifies each shard's checksum
+        before it resumes from it, and encodes a bad one again itself). Under the
+        ``refresh`` policy the first call for a key empties the entry, shards
+        included, so every shard is missing; the shards written after it are then
+        kept by :meth:`get_or_compute`. Raises :class:`VembedError` with the ``off``
+        policy (nothing is stored) or if the cache folder is not writable.
+        """
+        if self.policy is CachePolicy.OFF:
+            raise VembedError("shards are written into the embedding cache, which is off (--cache off); "
+                              "use --cache use or refresh to encode on several workers")
+        layout = _MULTI if multi else _DENSE
+        self.check_writable()
+        if self.policy is CachePolicy.USE and self._contains(layout, key) \
+                and _same_items(self._verified[(layout.kind, key)][0], items):
+            return []
+        entry = self._entry(key)
+        with folder_lock(entry) as locked:
+            if self.policy is CachePolicy.REFRESH and key not in self._refreshing:
+                _clear(entry, keep_shards=False, keep_temporary=not locked)
+                self._refreshing.add(key)
+            return [span for span in self.shard_spans(len(items))
+                    if not self._shard_recorded(layout, key, span, items)]
+
+    def write_shard(self, key: str, index: int, items: Sequence[Item], vectors: Any, *,
+                    multi: bool = False) -> None:
+        """Store shard ``index`` of entry ``key`` (the rows of ``items[index * shard_size:]``, at most
+        ``shard_size`` of them) in the format :meth:`get_or_compute` resumes from: the checksummed
+        data files, then their sidecar. ``vectors``: an ``(n, dim)`` array, or (``multi``) one
+        ``(tokens, dim)`` matrix per item. Nothing is written if the entry was completed meanwhile
+        (by another process holding its lock)."""
+        layout = _MULTI if multi else _DENSE
+        start = index * self.shard_size
+        chunk = items[start:start + self.shard_size]
+        if index < 0 or not chunk:
+            raise VembedError(f"cache entry {key[:12]} has no shard {index} ({len(items)} items, "
+                              f"{self.shard_size} per shard)")
+        parts = layout.encode(lambda _chunk: vectors, chunk)
+        entry = self._entry(key)
+        with folder_lock(entry):
+            if (entry / META).exists():
+                return
+            self._write_shard(layout, key, index, start, chunk, parts)
 
     # -- encode manifests ------------------------------------------------------------------------
     def read_manifest(self, key: str) -> dict[str, Any] | None:
@@ -330,8 +391,11 @@ class EmbeddingCache:
                     return found[1]
             self.check_writable()
             self.misses += 1
-            _clear(entry, keep_shards=self.policy is CachePolicy.USE, keep_temporary=not locked)
-            return self._compute(layout, key, items, compute, info)
+            keep_shards = self.policy is CachePolicy.USE or key in self._refreshing
+            _clear(entry, keep_shards=keep_shards, keep_temporary=not locked)
+            arrays = self._compute(layout, key, items, compute, info)
+            self._refreshing.discard(key)
+            return arrays
 
     def _compute(self, layout: _Layout, key: str, items: Sequence[Item], compute: Callable[..., Any],
                  info: dict[str, Any] | None) -> Arrays:
@@ -358,6 +422,27 @@ class EmbeddingCache:
         stem = self._entry(key) / f"shard-{index:06d}"
         return stem.with_name(stem.name + ".json"), {part: stem.with_name(f"{stem.name}.{part}")
                                                      for part in layout.shard_parts}
+
+    def _shard_recorded(self, layout: _Layout, key: str, span: ShardSpan, items: Sequence[Item]) -> bool:
+        """Whether shard ``span`` has a sidecar of this entry describing exactly its items, and data
+        files of the sizes it records (contents are checked when the shard is resumed)."""
+        index, start, stop = span
+        sidecar, paths = self._shard_paths(layout, key, index)
+        try:
+            record = _read_record(sidecar, key)
+        except CorruptFile:
+            return False
+        if record.get("start") != start or record.get("count") != stop - start \
+                or record.get("item_ids") != _ids_fingerprint(items[start:stop]):
+            return False
+        for path in paths.values():
+            entry = record["files"].get(path.name)
+            try:
+                if not isinstance(entry, dict) or path.stat().st_size != entry.get("bytes"):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def _resume_shard(self, layout: _Layout, key: str, index: int, start: int,
                       chunk: Sequence[Item]) -> Arrays | None:

@@ -114,7 +114,9 @@ def eval_command(
     query_prompt: Optional[str] = typer.Option(None, help="Prefix or {text}/{instruction} template for queries."),
     document_prompt: Optional[str] = typer.Option(None, help="Prefix or template for documents."),
     max_length: Optional[int] = typer.Option(None, help="Truncate inputs to this many tokens."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
+    device: Optional[str] = typer.Option(
+        None, help="cpu, cuda, cuda:1, mps (default: best available); a comma list (cuda:0,cuda:1) encodes "
+                   "data-parallel, one worker process per device."),
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (default: bf16 on GPU)."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the model folder to run."),
     dims: Optional[str] = typer.Option(
@@ -134,6 +136,12 @@ def eval_command(
                       "faiss (FAISS token candidates, then exact MaxSim rerank)."),
     candidate_depth: int = typer.Option(
         256, help="Multi-vector --maxsim faiss: nearest document tokens fetched per query token."),
+    ray: bool = typer.Option(False, "--ray", help="Encode on a local Ray cluster started for the run "
+                                                  "(needs the [ray] extra)."),
+    ray_address: Optional[str] = typer.Option(
+        None, help="Encode on a running Ray cluster: its address (HEAD:6379, ray://HEAD:10001, auto)."),
+    ray_workers: Optional[int] = typer.Option(
+        None, help="Ray encoding workers (default: one per GPU of the cluster, else one per node)."),
 ) -> None:
     """Encode tasks' queries and corpora, search, and score: one model on one task, or a sweep."""
     from vembed_bench.options import EncoderOptions, EvalOptions
@@ -144,6 +152,7 @@ def eval_command(
         batch_size=batch_size, cache=cache, cache_dir=cache_dir, results_dir=results_dir,
         show_progress=show_progress, grid=grid, maxsim=maxsim, candidate_depth=candidate_depth, dims=dims,
         overwrite=overwrite_strategy, save_predictions=save_predictions,
+        ray=ray_address or ("local" if ray else None), ray_workers=ray_workers,
     )
     encoder_options = EncoderOptions(
         model_type=model_type, pooling=pooling, query_prompt=query_prompt, document_prompt=document_prompt,

@@ -66,6 +66,10 @@ class EncoderOptions:
     document_prompt: str | None = None
     max_length: int | None = None
     device: str | None = None
+    devices: tuple[str, ...] = ()
+    """Data-parallel encoding, one worker process per device (``--device cuda:0,cuda:1``): a comma
+    list given as ``device`` is split here once; ``device`` is then the first, on which the
+    driver loads its copy of the model (to key the cache); ``()`` for one device."""
     dtype: str | None = None
     trust_remote_code: bool = False
     show_progress: bool = True
@@ -102,9 +106,33 @@ class EncoderOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise VembedError(f"--{name.replace('_', '-')} {value!r} must be a non-empty string")
+        self._split_devices()
+
+    def _split_devices(self) -> None:
+        """``device="cuda:0,cuda:1"`` -> ``devices=("cuda:0", "cuda:1")``, ``device="cuda:0"``."""
+        devices = self.devices
+        if self.device is not None and "," in self.device:
+            devices = tuple(part.strip() for part in self.device.split(","))
+        elif isinstance(devices, str):
+            devices = tuple(part.strip() for part in devices.split(","))
+        devices = tuple(devices)
+        if not devices:
+            return
+        example = "e.g. --device cuda:0,cuda:1"
+        if any(not isinstance(d, str) or not d or "," in d for d in devices):
+            raise VembedError(f"--device {','.join(map(str, devices))!r} has an empty entry; {example}")
+        kinds = sorted({d.split(":")[0] for d in devices})
+        if len(kinds) > 1:
+            raise VembedError(f"--device {','.join(devices)} mixes device kinds ({', '.join(kinds)}); every "
+                              f"worker must compute in the same dtype, so list devices of one kind, {example}")
+        if self.device is not None and "," not in self.device and self.device != devices[0]:
+            raise VembedError(f"device {self.device!r} is not the first of devices {devices}; "
+                              "give one comma list as --device")
+        object.__setattr__(self, "device", devices[0])
+        object.__setattr__(self, "devices", devices if len(devices) > 1 else ())
 
     # Fields that never change a vector: where and how fast it is computed, and its label.
-    RUNTIME_FIELDS = ("name", "device", "show_progress", "num_workers", "max_batch_tokens",
+    RUNTIME_FIELDS = ("name", "device", "devices", "show_progress", "num_workers", "max_batch_tokens",
                       "trust_remote_code")
 
     @classmethod
@@ -157,6 +185,11 @@ class EvalOptions:
     dims: tuple[int, ...] | None = None
     overwrite: OverwriteStrategy = OverwriteStrategy.ONLY_MISSING
     save_predictions: bool = False
+    ray: str | None = None
+    """Encode on a Ray cluster: ``"local"`` starts one on this machine (``--ray``), anything else is
+    the address of a running one (``--ray-address HEAD:6379``, ``auto``); None: no Ray."""
+    ray_workers: int | None = None
+    """Ray encoding actors (``--ray-workers``); None: one per GPU of the cluster, else one per node."""
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit, "--limit", what="a positive number of queries")
@@ -186,6 +219,20 @@ class EvalOptions:
             raise VembedError(f"--backend {self.backend!r} must be a backend name (auto, faiss, torch, numpy)")
         if not isinstance(self.index, str) or not self.index.strip():
             raise VembedError(f"--index {self.index!r} must be flat, hnsw, ivf or a faiss factory string")
+        self._check_ray()
+
+    def _check_ray(self) -> None:
+        if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()
+                                     or any(c.isspace() for c in self.ray)):
+            raise VembedError(f"--ray-address {self.ray!r} must be a Ray address such as HEAD:6379, "
+                              "ray://HEAD:10001 or auto")
+        _positive("ray_workers", self.ray_workers, "--ray-workers", what="a positive number of workers")
+        if self.ray_workers is not None and self.ray is None:
+            raise VembedError("--ray-workers applies to Ray encoding; add --ray (a local cluster) or "
+                              "--ray-address ADDRESS")
+        if self.ray is not None and self.cache == "off":
+            raise VembedError("--ray writes the encoded shards into the embedding cache, which --cache off "
+                              "disables; use --cache use (or refresh)")
 
     def with_(self, **changes: Any) -> "EvalOptions":
         return replace(self, **changes)

@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 COMMON_OPTIONS = frozenset({"model_type", "name", "pooling", "query_prompt", "document_prompt",
-                            "max_length", "device", "dtype", "trust_remote_code", "show_progress"})
+                            "max_length", "device", "devices", "dtype", "trust_remote_code",
+                            "show_progress"})
 """Options every type takes (a type may still refuse a value, e.g. pooling for CLIP)."""
 TYPE_OPTIONS = frozenset(f.name for f in fields(EncoderOptions)) - COMMON_OPTIONS
 """Options that only the types declaring them take."""

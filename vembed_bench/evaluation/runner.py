@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from vembed_bench.data import TaskCard, resolve_card
 from vembed_bench.data.suites import definition, is_suite, metric_k, suite_members
@@ -186,30 +187,45 @@ def run(models: Sequence[ModelSpec], tasks: Sequence[Any], eval_options: EvalOpt
     for card in cards:  # K values and main metric of every task a pair will score
         for member in ([resolve_card(m) for m in suite_members(card)] if is_suite(card) else [card]):
             task_plan(member, eval_options, _suite_ks(card))
+    distributed = eval_options.ray is not None or bool(encoder_options.devices)
     for spec in specs:
         check_source(spec, encoder_options)
+        if distributed:
+            from vembed_bench.distributed import check_distributable
+
+            check_distributable(spec.source)
     if not dry_run:
         check_writable(eval_options)
-    context = Context(eval_options)
     outcomes: list[Outcome] = []
     labels: list[str] = []
     loads: dict[str, int] = {}
-    for spec in specs:
-        handle = ModelHandle(spec.source, encoder_options, name=spec.name)
-        label = _label(handle)
-        labels.append(label)
-        try:
-            for card in cards:
-                for outcome in _run_task(card, handle, label, context, dry_run):
-                    outcomes.append(outcome)
-                    if on_pair is not None:
-                        on_pair(outcome)
-        finally:
-            loads[label] = handle.loads
-            handle.close()
+    with _workers(eval_options, encoder_options, distributed and not dry_run) as pre_encode:
+        context = Context(eval_options, pre_encode=pre_encode)
+        for spec in specs:
+            handle = ModelHandle(spec.source, encoder_options, name=spec.name)
+            label = _label(handle)
+            labels.append(label)
+            try:
+                for card in cards:
+                    for outcome in _run_task(card, handle, label, context, dry_run):
+                        outcomes.append(outcome)
+                        if on_pair is not None:
+                            on_pair(outcome)
+            finally:
+                loads[label] = handle.loads
+                handle.close()
     result_set = ResultSet(outcomes, models=labels, tasks=[c.name for c in cards])
     result_set.model_loads = loads
     return result_set
+
+
+def _workers(eval_options: EvalOptions, encoder_options: EncoderOptions, wanted: bool) -> ContextManager[Any]:
+    """The run's encoding workers (a Ray cluster, one process per device), or none."""
+    if not wanted:
+        return nullcontext(None)
+    from vembed_bench.distributed import pre_encoder
+
+    return pre_encoder(eval_options, encoder_options)
 
 
 def variants(options: EvalOptions) -> list[int | None]:

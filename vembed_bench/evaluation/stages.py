@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from vembed_bench.errors import VembedError
 from vembed_bench.evaluation.identity import settings_key, settings_of
 from vembed_bench.options import EncoderOptions, EvalOptions
 from vembed_bench.results import Result
+
+if TYPE_CHECKING:
+    from vembed_bench.distributed import PreEncode
 
 log = logging.getLogger("vembed_bench.run")
 """Stage messages ("loading model ...", "encoding 89 queries ..."): INFO, shown by the CLI on stderr."""
@@ -223,13 +226,15 @@ class Embedded:
 
 
 def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: dict[str, float], *,
-          batch_size: int) -> Embedded:
+          batch_size: int, pre_encode: "PreEncode | None" = None) -> Embedded:
     """Encode queries and corpus through the cache, loading the model only when needed.
 
     A re-run of a local model folder on the same data finds an encode manifest
     (keyed by the folder's content, every encoder option, the machine kind and the
     items) naming the encoder's description and its two cache entries: a full hit
-    loads no model and imports no torch.
+    loads no model and imports no torch. With ``pre_encode`` (``--ray``, a device
+    list), workers first fill the entries' missing shards and this process only
+    assembles them (:mod:`vembed_bench.distributed`).
     """
     multi = handle.multi_vector
     contains, load = (store.contains_multi, store.load_multi) if multi else (store.contains, store.load)
@@ -250,16 +255,24 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
     suffix = "-multi" if multi else ""
     keys = {role: cache_key(fingerprint, role + suffix, settings, items)
             for role, items in (("query", data.queries), ("document", data.corpus))}
+    roles = (("query", data.queries, "encode_queries"), ("document", data.corpus, "encode_corpus"))
+    distributed = None
+    if pre_encode is not None:
+        from vembed_bench.distributed import EncodeJob, model_ref
+
+        jobs = [EncodeJob(keys[role], role, items, multi) for role, items, _ in roles if not contains(keys[role])]
+        if jobs:
+            with timed(timings, "encode_distributed"):
+                distributed = pre_encode(store, model_ref(handle.source, handle.options, encoder, batch_size,
+                                                          multi_vector=multi), jobs)
     get = store.get_or_compute_multi if multi else store.get_or_compute
     encoded: dict[str, Any] = {}
-    for role, items, stage in (("query", data.queries, "encode_queries"),
-                               ("document", data.corpus, "encode_corpus")):
-        method = _encode_method(encoder, role, multi, batch_size)
+    for role, items, stage in roles:
         with timed(timings, stage):
-            if not contains(keys[role]):
+            if distributed is None and not contains(keys[role]):
                 log.info("encoding %d %s", len(items), "queries" if role == "query" else "documents")
             encoded[role] = get(keys[role], items,
-                                lambda chunk, m=method, r=role: _stack(handle.memo.encode(encoder, chunk, r, m), multi),
+                                lambda chunk, r=role: encode_items(encoder, handle.memo, chunk, r, multi, batch_size),
                                 meta={"role": role, "task": data.name, "split": data.split})
     model_info = {**description, "fingerprint": fingerprint, "weights_fingerprint": weights_digest(encoder),
                   **_encode_stats(encoder)}
@@ -267,7 +280,17 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
     if key:
         store.write_manifest(key, {"name": name, "model_info": model_info,
                                    "query_key": keys["query"], "document_key": keys["document"]})
+    if distributed:  # this run's, not the manifest's: a later cache hit encoded nothing
+        model_info = {**model_info, "distributed_encode": distributed}
     return Embedded(encoded["query"], encoded["document"], name, model_info)
+
+
+def encode_items(encoder: Any, memo: VectorMemo, items: Sequence[Item], role: str, multi: bool,
+                 batch_size: int) -> Any:
+    """The vectors of ``items`` as one cache shard holds them: an ``(n, dim)`` float32 array, or a
+    list of ``(tokens, dim)`` matrices. Distributed workers call this too, so a shard is encoded
+    the same way (same batches) wherever it is encoded."""
+    return _stack(memo.encode(encoder, items, role, _encode_method(encoder, role, multi, batch_size)), multi)
 
 
 def weights_digest(encoder: Any) -> str:
@@ -371,6 +394,8 @@ class Context:
     """What the pairs of one run share: the cache and the place results go."""
 
     options: EvalOptions
+    pre_encode: "PreEncode | None" = None
+    """Workers that fill missing cache shards before this process assembles them (None: no workers)."""
     store: EmbeddingCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -398,7 +423,7 @@ def evaluate_pair(card: TaskCard, data: TaskData, handle: ModelHandle, mode: Mod
     ks, main_metric = task_plan(card, options, extra_ks)
     store = context.store
     hits, misses = store.hits, store.misses
-    embedded = embed(data, handle, store, timings, batch_size=options.batch_size)
+    embedded = embed(data, handle, store, timings, batch_size=options.batch_size, pre_encode=context.pre_encode)
     if mode.dim is not None and mode.dim == mode.embedding_dim(embedded):
         mode = type(mode)(dim=None)  # all dimensions kept: the plain result, not a copy labelled dim N
     embedded = mode.prepare(embedded, data)
