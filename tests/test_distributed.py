@@ -237,7 +237,7 @@ def _descends_from_me(pid: int) -> bool:
 
 # -- the shards themselves, multi-vector ----------------------------------------------------------
 
-def test_device_workers_write_the_shards_one_process_writes(colbert_dir, tmp_path):
+def test_device_workers_write_the_shards_one_process_writes(colbert_dir, tmp_path):  # noqa: F811
     """ColBERT token matrices (ragged): the shards two `cpu` workers write hold what an interrupted
     single-process encode leaves, and `get_or_compute_multi` then only assembles the entry."""
     from vembed_bench.cache import cache_key
