@@ -70,12 +70,12 @@ def rows_per_block(corpus: Any, options: dict[str, Any]) -> int | None:
     if len(shape) != 2:
         return None  # check_inputs reports the shape
     n, dim = shape
+    mb = options.get("block_mb", DEFAULT_BLOCK_MB)
+    if isinstance(mb, bool) or not isinstance(mb, (int, float)) or not mb > 0:
+        raise VembedError(f"search option block_mb must be a positive number, got {mb!r}")
     if "block_rows" in options:
         rows = positive_int_option(options, "block_rows", 1)
     elif is_memory_mapped(corpus):
-        mb = options.get("block_mb", DEFAULT_BLOCK_MB)
-        if isinstance(mb, bool) or not isinstance(mb, (int, float)) or not mb > 0:
-            raise VembedError(f"search option block_mb must be a positive number, got {mb!r}")
         rows = max(1, int(mb * 2**20) // max(1, 4 * dim))
     else:
         return None

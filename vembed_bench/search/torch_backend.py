@@ -206,17 +206,25 @@ class TorchBackend:
         For several query sets against one corpus: it is uploaded once. The caller
         promises not to change the array in place until :meth:`release` (or the
         next ``prepare``). Returns False, keeping nothing, when it does not fit in
-        half the free device memory (searches then stream it).
+        half the free device memory (searches then stream it) or the device is the
+        CPU (whose tensor is the array itself: nothing to keep).
         """
         self.release()
         arr = np.asarray(corpus)
         if arr.ndim != 2 or arr.dtype != np.float32 or not arr.flags.c_contiguous:
             raise VembedError("prepare() takes the C-contiguous float32 (rows, dim) corpus that will be searched")
-        return self._device_corpus(corpus, arr, {}, prepared=True) is not None
+        self._device_corpus(corpus, arr, {}, prepared=True)
+        return self._resident is not None
 
     def release(self) -> None:
         """Drop the corpus kept on the device, if any."""
         self._resident = None
+
+    @property
+    def _copies_to_device(self) -> bool:
+        """Whether the corpus on the device is a copy (CUDA); on the CPU it is the array itself,
+        free to make and never worth keeping (keeping it would keep the array alive)."""
+        return self.device.type != "cpu"
 
     def _fits(self, nbytes: int) -> bool:
         """Whether a corpus of ``nbytes`` fits comfortably (half the free memory) on the device."""
@@ -253,7 +261,7 @@ class TorchBackend:
             info["corpus_on_device"] = "streamed in blocks"
             return None
         same_memory = isinstance(original, np.ndarray) and _layout(original) == _layout(x)
-        keep = same_memory and (prepared or not original.flags.writeable)
+        keep = self._copies_to_device and same_memory and (prepared or not original.flags.writeable)
         if keep:
             self._resident = None  # free the previous corpus before uploading this one
         tensor = self._upload(x)
