@@ -330,3 +330,27 @@ def test_torch_keeps_a_read_only_or_prepared_corpus_between_calls(monkeypatch):
     assert uploads_for_two_searches(writable) == 2
     with pytest.raises(VembedError, match="prepare"):
         backend.prepare(corpus.astype(np.float64))
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+@pytest.mark.parametrize("index", ["IVF16,Flat", "ivf", "BFlat"])
+def test_an_index_built_block_by_block_from_a_mapped_corpus_is_the_same_index(tmp_path, index, monkeypatch):
+    rng = np.random.default_rng(12)
+    rows_in_a_mb = 2**20 // (4 * 64)
+    corpus = rng.standard_normal((3 * rows_in_a_mb + 50, 64)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries = corpus[:30] + 0.05 * rng.standard_normal((30, 64)).astype(np.float32)
+    store, key = _cached_corpus(tmp_path, corpus)
+    mapped = store.load(key, mmap=True)
+    added: list[int] = []
+    from vembed_bench.search import faiss_backend
+
+    real_release = faiss_backend.release_rows
+    monkeypatch.setattr(faiss_backend, "release_rows",
+                        lambda array, start, stop: (added.append(min(stop, len(array)) - start),
+                                                    real_release(array, start, stop)))
+    from_file = search(queries, mapped, 10, backend="faiss", index=index, block_mb=1, exclude=np.arange(30))
+    assert added[:4] == [rows_in_a_mb] * 3 + [50]  # added in four blocks, each released
+    in_memory = search(queries, corpus, 10, backend="faiss", index=index, exclude=np.arange(30))
+    assert_identical(from_file, in_memory)
+    assert not from_file.exact and not (from_file.indices == np.arange(30)[:, None]).any()

@@ -42,6 +42,7 @@ from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
 from vembed_bench.search.base import (
     SearchResult,
+    check_finite,
     check_inputs,
     check_options,
     empty_result,
@@ -201,7 +202,10 @@ class FaissBackend:
                 "(it stores the corpus in float16 on the GPUs); leave it out on the CPU"
             )
         rows = rows_per_block(corpus, index_options) if exact else None
-        inp = check_inputs(queries, corpus, k, exclude, candidates, check_corpus_values=rows is None)
+        # A blocked search, or an index built block by block from a mapped corpus, checks each
+        # block's values as it reads it (so the mapped file is read once, never held whole).
+        checked_later = rows is not None or (not exact and is_memory_mapped(corpus))
+        inp = check_inputs(queries, corpus, k, exclude, candidates, check_corpus_values=not checked_later)
         if inp.candidates is not None and (not exact or float16):
             raise VembedError(
                 f"search with candidates is always exact; use index='flat' (without float16) instead of {index!r}"
@@ -416,8 +420,11 @@ def _block_rows(x: np.ndarray, options: dict[str, Any]) -> int:
 def _add_rows(index, x: np.ndarray, options: dict[str, Any], encode=None) -> None:
     """``index.add`` the corpus, in blocks when it is memory-mapped (pages released after each)."""
     rows = _block_rows(x, options)
+    mapped = is_memory_mapped(x)
     for c0 in range(0, x.shape[0], rows):
         block = x[c0 : c0 + rows]
+        if mapped:  # not checked up front (see FaissBackend.search)
+            check_finite(block, "corpus")
         index.add(encode(block) if encode is not None else block)
         release_rows(x, c0, c0 + rows)
 
