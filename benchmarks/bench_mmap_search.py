@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import shutil
@@ -68,7 +69,7 @@ def setup(root: Path, n: int, dim: int) -> dict:
     return {"setup_seconds": round(time.perf_counter() - start, 1)}
 
 
-def child(root: Path, mode: str, n: int, dim: int, nq: int, k: int, backend: str, block_mb: float,
+def child(root: Path, key: str, mode: str, n: int, dim: int, nq: int, k: int, backend: str, block_mb: float,
           out_ids: Path) -> dict:
     import numpy as np
 
@@ -83,7 +84,7 @@ def child(root: Path, mode: str, n: int, dim: int, nq: int, k: int, backend: str
     store = EmbeddingCache(root)
     base = _peak_mb()
     start = time.perf_counter()
-    corpus = store.load(_key(n, dim), mmap=(mode == "mmap"))
+    corpus = store.load(key, mmap=(mode == "mmap"))
     load_seconds = time.perf_counter() - start
     after_load = _peak_mb()
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def child(root: Path, mode: str, n: int, dim: int, nq: int, k: int, backend: str
         "corpus_gb": round(corpus.nbytes / GB, 2), "block_mb": block_mb if mode == "mmap" else None,
         "search_info": found.info,
         "baseline_mb": round(base), "load_peak_extra_mb": round(after_load - base),
-        "peak_extra_mb": round(_peak_mb() - base),
+        "peak_extra_mb": round(_peak_mb() - base), "peak_mb": round(_peak_mb()),
         "load_seconds": round(load_seconds, 1), "search_seconds": round(search_seconds, 1),
     }
 
@@ -120,17 +121,20 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="numpy", help=argparse.SUPPRESS)
     parser.add_argument("--ids", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--key", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     if args.child == "setup":
         print(json.dumps(setup(Path(args.root), args.n, args.dim)))
         return
     if args.child:
-        print(json.dumps(child(Path(args.root), args.child, args.n, args.dim, args.nq, args.k, args.backend,
-                               args.block_mb, Path(args.ids))))
+        print(json.dumps(child(Path(args.root), args.key, args.child, args.n, args.dim, args.nq, args.k,
+                               args.backend, args.block_mb, Path(args.ids))))
         return
 
     import numpy as np
+
+    from vembed_bench.search.choice import cpu_model
 
     started = time.perf_counter()
     temporary = args.root is None
@@ -138,12 +142,13 @@ def main() -> None:
     common = ["--root", str(root), "--n", str(args.n), "--dim", str(args.dim)]
     try:
         made = run_child(["--child", "setup", *common])
+        key = _key(args.n, args.dim)  # here: hashing n items would inflate the children's baseline
         rows = []
         for backend in args.backends.split(","):
             ids = {}
             for mode in ("mmap", "dense"):
                 ids_path = root / f"ids-{backend}-{mode}.npy"
-                rows.append(run_child(["--child", mode, *common, "--nq", str(args.nq), "--k", str(args.k),
+                rows.append(run_child(["--child", mode, *common, "--key", key, "--nq", str(args.nq), "--k", str(args.k),
                                        "--backend", backend, "--block-mb", str(args.block_mb),
                                        "--ids", str(ids_path)]))
                 ids[mode] = np.load(ids_path)
@@ -159,23 +164,25 @@ def main() -> None:
     lines = [
         "# Exact search over a memory-mapped cache entry vs. the matrix in memory (CPU)", "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
-        f"- machine: {platform.processor() or platform.machine()}, Linux {platform.release()}",
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}",
         f"- command: {command}",
         f"- corpus: {args.n:,} x {args.dim} float32 ({args.n * args.dim * 4 / GB:.2f} GB) random unit rows, a real "
         f"embedding-cache entry (setup {made['setup_seconds']} s); {args.nq:,} queries, k={args.k}; "
         f"block budget {args.block_mb:g} MB",
         f"- wall time: {time.perf_counter() - started:.0f} s", "",
         "Peak extra RSS = the process's `ru_maxrss` after the step minus its value after imports and a warm-up "
-        "search (a fresh process per row). *load* = `EmbeddingCache.load(key, mmap=...)`, including checksum "
+        "search (a fresh process per row; the baseline is in the last column). It counts the mapped file's "
+        "pages while they are resident. *load* = `EmbeddingCache.load(key, mmap=...)`, including checksum "
         "verification; *load + search* = the whole measurement.", "",
-        "| backend | corpus | load: peak extra MB | load + search: peak extra MB | load s | search s | blocks | ids equal |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| backend | corpus | load: peak extra MB | load + search: peak extra MB | load s | search s | blocks "
+        "| ids equal | peak RSS MB (baseline) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
         what = "memory-mapped, blocked" if row["mode"] == "mmap" else "read into memory"
         lines.append(f"| {row['backend']} | {what} | {row['load_peak_extra_mb']:,} | {row['peak_extra_mb']:,} | "
                      f"{row['load_seconds']} | {row['search_seconds']} | {row['search_info'].get('corpus_blocks', 1)} | "
-                     f"{row['ids_equal_to_mmap']:.4f} |")
+                     f"{row['ids_equal_to_mmap']:.4f} | {row['peak_mb']:,} ({row['baseline_mb']:,}) |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
