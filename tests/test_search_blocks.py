@@ -63,7 +63,7 @@ def test_blocked_equals_unblocked_bit_for_bit(backend, rows):
         np.testing.assert_array_equal(parts.indices, exp_i)
         np.testing.assert_array_equal(parts.scores, exp_s)
         assert parts.info["corpus_blocks"] == -(-n // rows) and parts.info["block_rows"] == rows
-        assert "corpus_blocks" not in whole.info
+        assert whole.info == {}  # in memory, searched whole: nothing to record
 
 
 @pytest.mark.parametrize("backend", BLOCKED_BACKENDS)
@@ -204,7 +204,7 @@ def test_memory_mapped_corpus_is_searched_in_blocks_automatically(tmp_path, back
     again = search(queries, mapped, 25, backend=backend, exclude=exclude, block_mb=1)
     assert_identical(again, parts)  # released pages read back the same bytes
     whole = search(queries, mapped, 25, backend=backend, exclude=exclude, block_mb=64)
-    assert "corpus_blocks" not in whole.info  # fits in one block: searched whole
+    assert whole.info == {"memory_mapped": True}  # fits in one block: searched whole
     assert_identical(whole, parts)
 
 
@@ -354,3 +354,28 @@ def test_an_index_built_block_by_block_from_a_mapped_corpus_is_the_same_index(tm
     in_memory = search(queries, corpus, 10, backend="faiss", index=index, exclude=np.arange(30))
     assert_identical(from_file, in_memory)
     assert not from_file.exact and not (from_file.indices == np.arange(30)[:, None]).any()
+
+
+def test_the_evaluation_searches_cached_large_matrices_memory_mapped(tmp_path, monkeypatch):
+    """A cache hit on an entry above the threshold is searched memory-mapped, with the scores of
+    the first (in-memory) run; below the threshold nothing changes (small tasks)."""
+    import functools
+
+    from tests.conftest import write_beir
+    from tests.test_matryoshka import FixedEncoder
+    from vembed_bench.evaluation import evaluate, stages
+
+    corpus = [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(300)]
+    queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(40)]
+    task = write_beir(tmp_path / "t", corpus, queries, {"test": [(f"q{i}", f"d{i}", 1) for i in range(40)]})
+    run = functools.partial(evaluate, task, FixedEncoder(), cache_dir=tmp_path / "cache", results_dir=None,
+                            show_progress=False, backend="numpy")
+    first = run()
+    assert first.cache["misses"] == 2 and "memory_mapped" not in first.search_info
+    assert "memory_mapped" not in run().search_info  # a hit, but small: read into memory as before
+    monkeypatch.setattr(stages, "EmbeddingCache", functools.partial(EmbeddingCache, mmap_min_bytes=1024))
+    mapped = run()
+    assert mapped.cache["hits"] == 2 and mapped.search_info["memory_mapped"] is True
+    assert mapped.scores == first.scores
+    for name, values in first.per_query.per_query.items():
+        np.testing.assert_array_equal(mapped.per_query.per_query[name], values)

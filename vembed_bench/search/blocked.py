@@ -157,6 +157,10 @@ def release_rows(array: np.ndarray, start: int, stop: int) -> None:
         return
 
 
-def block_info(rows: int, n: int, corpus: Any) -> dict[str, Any]:
-    """What a result file records about a blocked search."""
-    return {"corpus_blocks": -(-n // rows), "block_rows": rows, "memory_mapped": is_memory_mapped(corpus)}
+def block_info(rows: int | None, n: int, corpus: Any) -> dict[str, Any]:
+    """What a result file records about where the corpus was read from (``rows``: per block,
+    None when searched whole): nothing for a whole corpus in memory."""
+    mapped = {"memory_mapped": True} if is_memory_mapped(corpus) else {}
+    if rows is None:
+        return mapped
+    return {"corpus_blocks": -(-n // rows), "block_rows": rows, "memory_mapped": bool(mapped)}

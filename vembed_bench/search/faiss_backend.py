@@ -223,9 +223,9 @@ class FaissBackend:
                 return tk.search_candidates_numpy(q, x, cands, kk, budget)
             return self._exact(q, x, kk, excl, budget, float16)
 
+        info.update(block_info(rows, inp.n_corpus, corpus))
         if exact and rows is not None:
             scores, indices = search_in_blocks(inp, inp.k_work, rows, flat)
-            info.update(block_info(rows, inp.n_corpus, corpus))
         elif exact:
             scores, indices = flat(inp.queries, inp.corpus, inp.k_work, inp.exclude, inp.candidates)
         else:

@@ -242,8 +242,8 @@ class NumpyBackend:
 
         if rows is None:
             scores, indices = flat(inp.queries, inp.corpus, inp.k_work, inp.exclude, inp.candidates)
-            return make_result(scores, indices, inp.k, self.name, "flat", True)
-        scores, indices = search_in_blocks(inp, inp.k_work, rows, flat)
+        else:
+            scores, indices = search_in_blocks(inp, inp.k_work, rows, flat)
         return make_result(scores, indices, inp.k, self.name, "flat", True, block_info(rows, inp.n_corpus, corpus))
 
     def describe(self, index: str = "flat") -> dict[str, Any]:
