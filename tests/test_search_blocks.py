@@ -379,3 +379,20 @@ def test_the_evaluation_searches_cached_large_matrices_memory_mapped(tmp_path, m
     assert mapped.scores == first.scores
     for name, values in first.per_query.per_query.items():
         np.testing.assert_array_equal(mapped.per_query.per_query[name], values)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_searches_a_mapped_corpus_and_checks_it_block_by_block(tmp_path):
+    rng = np.random.default_rng(13)
+    queries, corpus = tied_across_blocks(rng, 2000, 30, 8, 300)
+    store, key = _cached_corpus(tmp_path, corpus)
+    mapped = store.load(key, mmap=True)
+    for options in ({}, {"block_rows": 300}):
+        got = search(queries, mapped, 12, backend="torch:cpu", **options)
+        assert got.info["memory_mapped"] is True
+        assert_identical(got, search(queries, corpus, 12, backend="numpy"))
+    bad = corpus.copy()
+    bad[1500, 3] = np.inf
+    store_bad, key_bad = _cached_corpus(tmp_path / "bad", bad)
+    with pytest.raises(VembedError, match="NaN or infinite"):
+        search(queries, store_bad.load(key_bad, mmap=True), 3, backend="torch:cpu")

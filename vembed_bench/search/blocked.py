@@ -157,6 +157,14 @@ def release_rows(array: np.ndarray, start: int, stop: int) -> None:
         return
 
 
+def check_finite_in_blocks(array: np.ndarray, what: str = "corpus", rows: int = 65536) -> None:
+    """:func:`check_finite` a block of rows at a time, releasing each block's pages: a mapped
+    matrix is checked without ever being resident whole."""
+    for start in range(0, array.shape[0], rows):
+        check_finite(array[start : start + rows], what)
+        release_rows(array, start, start + rows)
+
+
 def block_info(rows: int | None, n: int, corpus: Any) -> dict[str, Any]:
     """What a result file records about where the corpus was read from (``rows``: per block,
     None when searched whole): nothing for a whole corpus in memory."""

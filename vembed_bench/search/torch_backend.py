@@ -30,7 +30,7 @@ import numpy as np
 
 from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
-from vembed_bench.search.blocked import release_rows
+from vembed_bench.search.blocked import check_finite_in_blocks, is_memory_mapped, release_rows
 from vembed_bench.search.base import (
     DEFAULT_MEMORY_MB,
     SearchResult,
@@ -169,10 +169,15 @@ class TorchBackend:
         budget = memory_budget_bytes(index_options, CUDA_MEMORY_MB if on_cuda else DEFAULT_MEMORY_MB)
         query_block = positive_int_option(index_options, "query_block", 4096 if on_cuda else 1024)
         block_rows = positive_int_option(index_options, "block_rows", 1) if "block_rows" in index_options else None
-        inp = check_inputs(queries, corpus, k, exclude, candidates)
+        mapped = is_memory_mapped(corpus)
+        inp = check_inputs(queries, corpus, k, exclude, candidates, check_corpus_values=not mapped)
+        if mapped:  # checked a block at a time, so the mapped file never is resident whole
+            check_finite_in_blocks(inp.corpus)
         if inp.n_corpus == 0 or inp.n_queries == 0:
             return empty_result(inp.n_queries, inp.k, self.name, "flat", True)
         info: dict[str, Any] = {"corpus_on_device": "streamed in blocks"} if block_rows is not None else {}
+        if mapped:
+            info["memory_mapped"] = True
         with self._torch.inference_mode(), _full_fp32(self._torch, self.device):
             x_dev = None if block_rows is not None else self._device_corpus(corpus, inp.corpus, info)
             if inp.candidates is not None:
