@@ -31,7 +31,13 @@ import numpy as np
 from vembed_bench.errors import VembedError
 from vembed_bench.registry import Registry
 from vembed_bench.search.base import SearchBackend, SearchResult, normalize_index
-from vembed_bench.search.choice import AutoChoice, decide, nvidia_or_amd_gpu_present, remembered_cpu_choice
+from vembed_bench.search.choice import (
+    AutoChoice,
+    calibrate,
+    decide,
+    nvidia_or_amd_gpu_present,
+    remembered_cpu_choice,
+)
 
 __all__ = [
     "BACKENDS",
@@ -74,8 +80,7 @@ def _unknown(name: object) -> VembedError:
 
 @lru_cache(maxsize=None)
 def _resolve(base: str, device: str | None) -> SearchBackend:
-    if base == "auto":
-        raise AssertionError("auto is resolved by _auto")  # pragma: no cover
+    """A named backend (``auto`` is resolved to a name by :func:`auto_choice` first)."""
     if base not in SEARCH_BACKENDS:
         raise _unknown(base)
     return SEARCH_BACKENDS.get(base).create(device)
@@ -98,8 +103,6 @@ def _auto(exact: bool) -> AutoChoice:
         return num_gpus() if "faiss" in available else 0
 
     def cpu_choice() -> AutoChoice:
-        from vembed_bench.search.choice import calibrate
-
         return remembered_cpu_choice(lambda: calibrate({name: _resolve(name, None) for name in ("faiss", "numpy")}))
 
     return decide(available, exact, faiss_gpus(), cpu_choice)
