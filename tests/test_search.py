@@ -17,7 +17,7 @@ import pytest
 
 from vembed_bench.encoders.base import l2_normalize
 from vembed_bench.errors import VembedError
-from vembed_bench.search import SearchBackend, available_backends, resolve_backend, search
+from vembed_bench.search import SearchBackend, auto_choice, available_backends, resolve_backend, search
 from vembed_bench.search import topk as tk
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
@@ -283,7 +283,9 @@ def test_resolution_and_provenance():
     assert names[-1] == "numpy"
     auto = resolve_backend("auto")
     assert isinstance(auto, SearchBackend)
-    assert auto.name == names[0]
+    assert auto.name in names and auto.name == auto_choice().backend
+    if HAS_FAISS:
+        assert resolve_backend("auto", "hnsw").name == "faiss"
     for name in ["numpy"] + (["faiss"] if HAS_FAISS else []) + (["torch:cpu"] if HAS_TORCH else []):
         backend = resolve_backend(name)
         info = backend.describe()

@@ -41,6 +41,12 @@ Contract for callers (the pipeline's model-free path):
   stored yet, ``write_shard(key, index, items, vectors)`` stores one in the
   very format an interrupted encode leaves, and the ``get_or_compute`` that
   follows resumes from all of them and only assembles the entry.
+* A single-vector matrix of at least ``mmap_min_bytes`` (:data:`MMAP_MIN_BYTES`)
+  comes back as a read-only ``np.memmap`` of the verified file instead of an
+  array in memory (``load(key, mmap=True/False)`` forces either); its bytes are
+  hashed in chunks, so neither verifying nor searching it
+  (:mod:`vembed_bench.search` searches a mapped corpus in blocks) needs the
+  whole matrix in memory.
 * :meth:`EmbeddingCache.check_writable` before encoding turns an unwritable
   cache folder into one error line before any work; a write that still fails
   later raises a :class:`VembedError` naming the file, and keeps the shards
@@ -74,6 +80,8 @@ from vembed_bench.errors import VembedError
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 4096
+MMAP_MIN_BYTES = 512 << 20
+"""Single-vector entries at least this large are memory-mapped, not read into memory."""
 FORMAT = 2  # format 1 (no meta checksums) entries are re-encoded
 META = "meta.json"
 _KEY = re.compile(r"[0-9a-f]{16,128}")
@@ -120,6 +128,7 @@ class _Layout:
 
     kind: str
     files: tuple[str, ...]  # data files of a complete entry
+    mappable: bool  # large files may be returned memory-mapped
     shard_parts: tuple[str, ...]  # a shard's data files are shard-NNNNNN.<part>
     encode: Callable[[Callable[[Sequence[Item]], Any], Sequence[Item]], Arrays]  # one shard's parts
     combine: Callable[[list[Arrays], str], Arrays]  # shards' parts -> the entry's files
@@ -131,10 +140,12 @@ class EmbeddingCache:
     """Sharded, resumable, verified on-disk store of embedding matrices (see the module docstring)."""
 
     def __init__(self, root: Path | None = None, policy: CachePolicy | str = CachePolicy.USE,
-                 shard_size: int | None = None) -> None:
+                 shard_size: int | None = None, mmap_min_bytes: int | None = MMAP_MIN_BYTES) -> None:
         self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
         self.policy = CachePolicy(policy)
         self.shard_size = shard_size or DEFAULT_SHARD_SIZE  # read now, so tests can patch the default
+        self.mmap_min_bytes = mmap_min_bytes
+        """Dense entries at least this large are returned memory-mapped (None: never unless asked)."""
         self.hits = 0
         self.misses = 0
         self._verified: dict[tuple[str, str], Verified] = {}  # what contains() checked, for load()
@@ -153,10 +164,14 @@ class EmbeddingCache:
         :meth:`load`. Always False unless the policy is ``use``."""
         return self._contains(_DENSE, key)
 
-    def load(self, key: str) -> np.ndarray:
+    def load(self, key: str, *, mmap: bool | None = None) -> np.ndarray:
         """A complete, verified entry (counted as a hit); the array :meth:`contains` verified if it
-        did. Raises :class:`CacheEntryError` if the entry is absent or fails verification."""
-        return self._load(_DENSE, key)["embeddings.npy"]
+        did. Raises :class:`CacheEntryError` if the entry is absent or fails verification.
+
+        ``mmap=True`` returns a read-only ``np.memmap`` of the verified file (its bytes hashed in
+        chunks, never all in memory at once), ``False`` an array in memory, ``None`` (default) the
+        former for files of at least ``mmap_min_bytes``."""
+        return self._load(_DENSE, key, mmap)["embeddings.npy"]
 
     def get_or_compute(self, key: str, items: Sequence[Item],
                        compute: Callable[[Sequence[Item]], np.ndarray],
@@ -312,33 +327,40 @@ class EmbeddingCache:
             self._verified[(layout.kind, key)] = found
         return True
 
-    def _load(self, layout: _Layout, key: str) -> Arrays:
-        found = self._verified.pop((layout.kind, key), None) or self._verify_or_heal(layout, key)
+    def _load(self, layout: _Layout, key: str, mmap: bool | None = None) -> Arrays:
+        found = self._verified.pop((layout.kind, key), None)
+        if found is not None and mmap is not None and any(
+                isinstance(a, np.memmap) != mmap for a in found[1].values()):
+            found = None  # verified in the other form than asked for: verify again in this one
+        found = found or self._verify_or_heal(layout, key, mmap)
         if found is None:
             raise CacheEntryError(f"embedding cache entry {key[:12]} ({self._entry(key)}) is missing or "
                                   "failed verification; run again and it will be encoded")
         self.hits += 1
         return found[1]
 
-    def _verify_or_heal(self, layout: _Layout, key: str) -> Verified | None:
+    def _verify_or_heal(self, layout: _Layout, key: str, mmap: bool | None = None) -> Verified | None:
         """The verified entry, or None if absent; a corrupt one is reported once and removed.
 
         A failed check is repeated under the entry's lock before anything is removed:
         another process may be between writing the data and the meta of this entry.
         """
         try:
-            return self._verify(layout, key)
+            return self._verify(layout, key, mmap=mmap)
         except CorruptFile:
             pass
         with folder_lock(self._entry(key)):
             try:
-                return self._verify(layout, key)
+                return self._verify(layout, key, mmap=mmap)
             except CorruptFile as err:
                 self._discard(layout, key, str(err))
                 return None
 
-    def _verify(self, layout: _Layout, key: str, items: Sequence[Item] | None = None) -> Verified | None:
-        """Read and check a complete entry; None if there is none, :class:`CorruptFile` if it is bad."""
+    def _verify(self, layout: _Layout, key: str, items: Sequence[Item] | None = None, *,
+                mmap: bool | None = None) -> Verified | None:
+        """Read and check a complete entry; None if there is none, :class:`CorruptFile` if it is bad.
+
+        ``mmap``: see :meth:`load` (only layouts that allow it are ever mapped)."""
         entry = self._entry(key)
         meta_path = entry / META
         if not meta_path.exists():
@@ -353,11 +375,22 @@ class EmbeddingCache:
         if items is not None and not _same_items(meta, items):
             raise CorruptFile(f"{META} describes {meta['count']} other items than the {len(items)} "
                               "asked for")
-        arrays = {name: _read_file(entry / name, meta["files"].get(name)) for name in layout.files}
+        arrays = {name: _read_file(entry / name, meta["files"].get(name),
+                                   self._mapped(layout, meta["files"].get(name), mmap))
+                  for name in layout.files}
         problem = layout.check(arrays, meta["count"])
         if problem:
             raise CorruptFile(problem)
         return meta, arrays
+
+    def _mapped(self, layout: _Layout, record: Any, mmap: bool | None) -> bool:
+        """Whether a data file is returned memory-mapped: as asked, else by its size."""
+        if not layout.mappable:
+            return False
+        if mmap is not None:
+            return mmap
+        size = record.get("bytes") if isinstance(record, dict) else None
+        return self.mmap_min_bytes is not None and isinstance(size, int) and size >= self.mmap_min_bytes
 
     def _discard(self, layout: _Layout, key: str, reason: str) -> None:
         """Report a corrupt entry in one line and remove it (its meta first: it is then absent)."""
@@ -499,11 +532,11 @@ def _read_record(path: Path, key: str) -> dict[str, Any]:
     return record
 
 
-def _read_file(path: Path, record: Any) -> np.ndarray:
+def _read_file(path: Path, record: Any, mmap: bool = False) -> np.ndarray:
     if not isinstance(record, dict):
         raise CorruptFile(f"no checksum record for {path.name}")
     try:
-        return read_checked_npy(path, record)
+        return read_checked_npy(path, record, mmap=mmap)
     except FileNotFoundError:  # removed between stat and open
         raise CorruptFile(f"{path.name} is missing") from None
     except OSError as err:
@@ -630,9 +663,9 @@ def _check_multi_shard(parts: Arrays, count: int) -> str | None:
     return None
 
 
-_DENSE = _Layout("dense", ("embeddings.npy",), ("npy",), _encode_dense, _combine_dense,
+_DENSE = _Layout("dense", ("embeddings.npy",), True, ("npy",), _encode_dense, _combine_dense,
                  _check_dense, _check_dense_shard)
-_MULTI = _Layout("multi", ("tokens.npy", "offsets.npy"), ("tokens.npy", "lengths.npy"), _encode_multi,
+_MULTI = _Layout("multi", ("tokens.npy", "offsets.npy"), False, ("tokens.npy", "lengths.npy"), _encode_multi,
                  _combine_multi, _check_multi, _check_multi_shard)
 
 

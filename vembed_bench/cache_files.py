@@ -33,6 +33,8 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 _HEADER_BYTES = 65536  # a .npy header of a 2-D array is 128 bytes; anything longer is not ours
+HASH_CHUNK_BYTES = 16 << 20
+"""Bytes hashed per read when a file is verified for memory-mapping."""
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -51,26 +53,52 @@ def write_checked_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
             "dtype": array.dtype.str}
 
 
-def read_checked_npy(path: Path, record: dict[str, Any]) -> np.ndarray:
+def read_checked_npy(path: Path, record: dict[str, Any], *, mmap: bool = False) -> np.ndarray:
     """The array in ``path`` if its size, header, shape, dtype and checksum match ``record``.
 
-    The file is read once into one buffer, hashed, and the array is a view of
-    that buffer, so what is returned is exactly what was checked. Raises
-    :class:`CorruptFile` on any mismatch and :class:`OSError` if the file
-    exists but cannot be read.
+    In memory (default): the file is read once into one buffer, hashed, and the
+    array is a view of that buffer, so what is returned is exactly what was
+    checked. With ``mmap=True`` the bytes are hashed in chunks of
+    :data:`HASH_CHUNK_BYTES` through one open descriptor (so verifying never
+    holds the matrix in memory), and the array returned is a read-only
+    ``np.memmap`` of that same descriptor's file: an atomic replacement of the
+    path after the check cannot swap the bytes under it (the cache never
+    rewrites a file in place). Raises :class:`CorruptFile` on any mismatch and
+    :class:`OSError` if the file exists but cannot be read.
     """
     if not _well_formed(record):
         raise CorruptFile(f"the checksum record of {path.name} is malformed")
     try:
-        size = path.stat().st_size
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise CorruptFile(f"{path.name} is missing") from None
-    expected_size = record["bytes"]
-    if size != expected_size:
-        raise CorruptFile(f"{path.name} has {size} bytes, expected {expected_size} (truncated or replaced)")
-    buffer = _read_all(path, size)
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        expected_size = record["bytes"]
+        if size != expected_size:
+            raise CorruptFile(f"{path.name} has {size} bytes, expected {expected_size} (truncated or replaced)")
+        shape, dtype, offset = _checked_header(path, handle.read(min(size, _HEADER_BYTES)), record, size)
+        handle.seek(0)
+        if mmap:
+            digest = _hash_stream(path, handle, size)
+        else:
+            buffer = _read_all(path, handle, size)
+            digest = hashlib.sha256(buffer).hexdigest()
+        if digest != record["sha256"]:
+            raise CorruptFile(f"{path.name} fails its checksum (bytes changed: flipped, permuted rows "
+                              "or a file from another entry)")
+        count = int(np.prod(shape, dtype=np.int64))
+        if not mmap:
+            return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
+        if count == 0:  # an empty file region cannot be mapped
+            return np.zeros(shape, dtype=dtype)
+        return np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+
+
+def _checked_header(path: Path, head: bytes, record: dict[str, Any], size: int) -> tuple[list[int], np.dtype, int]:
+    """Shape, dtype and data offset from a ``.npy`` header, checked against ``record`` and the size."""
+    stream = io.BytesIO(head)
     try:
-        stream = io.BytesIO(buffer[:_HEADER_BYTES].tobytes())
         version = np.lib.format.read_magic(stream)
         read_header = _HEADER_READERS.get(version)
         if read_header is None:
@@ -85,10 +113,7 @@ def read_checked_npy(path: Path, record: dict[str, Any]) -> np.ndarray:
     count = int(np.prod(shape, dtype=np.int64))
     if offset + count * dtype.itemsize != size:
         raise CorruptFile(f"{path.name}: header and file size disagree")
-    if hashlib.sha256(buffer).hexdigest() != record["sha256"]:
-        raise CorruptFile(f"{path.name} fails its checksum (bytes changed: flipped, permuted rows "
-                          "or a file from another entry)")
-    return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return list(shape), dtype, offset
 
 
 @contextmanager
@@ -138,19 +163,33 @@ class _HashingWriter:
         return self.handle.write(data)
 
 
-def _read_all(path: Path, size: int) -> np.ndarray:
+def _read_all(path: Path, handle: Any, size: int) -> np.ndarray:
     """Read ``size`` bytes into a writable buffer (so the array made from it is writable);
     ``np.empty`` rather than ``bytearray`` as the latter zero-fills first (a third of the read time)."""
     buffer = np.empty(size, dtype=np.uint8)
     view = memoryview(buffer)
-    with open(path, "rb") as handle:
-        done = 0
-        while done < size:
-            n = handle.readinto(view[done:])
-            if not n:
-                raise CorruptFile(f"{path.name} shrank while being read ({done} of {size} bytes)")
-            done += n
+    done = 0
+    while done < size:
+        n = handle.readinto(view[done:])
+        if not n:
+            raise CorruptFile(f"{path.name} shrank while being read ({done} of {size} bytes)")
+        done += n
     return buffer
+
+
+def _hash_stream(path: Path, handle: Any, size: int) -> str:
+    """SHA-256 of ``size`` bytes read in chunks into one reused buffer (memory: one chunk)."""
+    digest = hashlib.sha256()
+    buffer = np.empty(min(size, HASH_CHUNK_BYTES) or 1, dtype=np.uint8)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        n = handle.readinto(view[: min(len(view), size - done)])
+        if not n:
+            raise CorruptFile(f"{path.name} shrank while being read ({done} of {size} bytes)")
+        digest.update(view[:n])
+        done += n
+    return digest.hexdigest()
 
 
 def _first_words(err: Exception) -> str:

@@ -95,8 +95,10 @@ def eval_command(
     seed: int = typer.Option(0, help="Seed for --limit sampling."),
     k: Optional[str] = typer.Option(None, "--k", help=_K_HELP),
     main_metric: Optional[str] = typer.Option(None, help="Override the card's main metric."),
-    backend: str = typer.Option("auto", help="Search backend: auto, faiss, torch, numpy."),
-    index: str = typer.Option("flat", help="Index: flat (exact), hnsw, ivf, or a faiss factory string."),
+    backend: str = typer.Option("auto", help="Search backend: auto (GPU if any, else the faster of faiss and "
+                                "numpy here, measured once), faiss, torch, numpy."),
+    index: str = typer.Option("flat", help="Index: flat (exact), hnsw, ivf, or a faiss factory string (binary: "
+                              "BFlat, BIVF1024...); approximate ones record their recall against exact search."),
     batch_size: int = typer.Option(32, help="Encoding batch size."),
     cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),

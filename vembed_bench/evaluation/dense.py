@@ -41,12 +41,24 @@ class DenseMode:
                         embedded.model_info)
 
     def search(self, embedded: Embedded, data: TaskData, k: int, options: EvalOptions) -> tuple[Any, dict[str, Any]]:
-        from vembed_bench.search import resolve_backend, search
+        from vembed_bench.search import describe_search, search
 
         exclude, candidates = search_constraints(data)
         found = search(embedded.queries, embedded.corpus, k, backend=options.backend, index=options.index,
                        exclude=exclude, candidates=candidates)
-        return found, {**resolve_backend(options.backend).describe(options.index), **search_info(found)}
+        return found, {**describe_search(options.backend, options.index), **search_info(found)}
+
+    def exact_reference(self, embedded: Embedded, data: TaskData, k: int, rows: np.ndarray,
+                        options: EvalOptions) -> tuple[np.ndarray, str]:
+        """Exact top-k positions of the queries at ``rows`` (to measure an approximate search's recall):
+        flat search with the same backend on the same vectors, in blocks if the corpus is mapped."""
+        from vembed_bench.search import search
+
+        exclude, candidates = search_constraints(data)
+        found = search(embedded.queries[rows], embedded.corpus, k, backend=options.backend, index="flat",
+                       exclude=exclude[rows] if exclude is not None else None,
+                       candidates=[candidates[i] for i in rows] if candidates is not None else None)
+        return found.indices, f"{found.backend}/flat (exact)"
 
     def embedding_dim(self, embedded: Embedded) -> int:
         return int(embedded.queries.shape[1])

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from vembed_bench.data.types import TaskData
 from vembed_bench.errors import VembedError
 from vembed_bench.evaluation.stages import Embedded, search_constraints, search_info
@@ -26,6 +28,8 @@ class MultiVectorMode:
 
     dim: int | None = None
     multi_vector: bool = True
+    recall_sample: int = 200
+    """Queries re-run with exact MaxSim to measure the recall of ``--maxsim faiss`` (exact MaxSim is slow)."""
 
     def __post_init__(self) -> None:
         if self.dim is not None:
@@ -46,6 +50,17 @@ class MultiVectorMode:
                               candidate_depth=options.candidate_depth, exclude=exclude, candidates=candidates)
         return found, {**search_info(found), "requested_search": options.maxsim,
                        "requested_candidate_depth": options.candidate_depth if options.maxsim == "faiss" else None}
+
+    def exact_reference(self, embedded: Embedded, data: TaskData, k: int, rows: np.ndarray,
+                        options: EvalOptions) -> tuple[np.ndarray, str]:
+        """Exact MaxSim top-k positions of the queries at ``rows`` (the recall reference of ``faiss``)."""
+        from vembed_bench.search.maxsim import maxsim_search
+
+        exclude, candidates = search_constraints(data)
+        found = maxsim_search([embedded.queries[i] for i in rows], embedded.corpus, k, mode="exact",
+                              exclude=exclude[rows] if exclude is not None else None,
+                              candidates=[candidates[i] for i in rows] if candidates is not None else None)
+        return found.indices, "maxsim/exact"
 
     def embedding_dim(self, embedded: Embedded) -> int:
         return int(embedded.queries[0].shape[1]) if len(embedded.queries) else 0

@@ -373,6 +373,12 @@ class Mode(Protocol):
         """Top-k corpus positions per query, and the search provenance for the result file."""
         ...
 
+    def exact_reference(self, embedded: Embedded, data: TaskData, k: int, rows: np.ndarray,
+                        options: EvalOptions) -> tuple[np.ndarray, str]:
+        """Exact top-k corpus positions of the queries at ``rows``, and what computed them: the
+        reference an approximate search's recall is measured against."""
+        ...
+
     def embedding_dim(self, embedded: Embedded) -> int:
         ...
 
@@ -430,6 +436,9 @@ def evaluate_pair(card: TaskCard, data: TaskData, handle: ModelHandle, mode: Mod
     log.info("searching %d queries x %d documents", len(data.queries), len(data.corpus))
     with timed(timings, "search"):
         found, search_info = mode.search(embedded, data, max(ks), options)
+    if not found.exact:
+        with timed(timings, "ann_recall"):
+            search_info.update(ann_recall(mode, embedded, data, found, ks, options))
     with timed(timings, "score"):
         from vembed_bench.metrics import METRIC_DEFINITIONS, score_indices
 
@@ -510,6 +519,18 @@ def task_info(card: TaskCard, data: TaskData) -> dict[str, Any]:
         "modalities": dict(data.modalities()),
         "meta": data.meta,
     }
+
+
+def ann_recall(mode: Mode, embedded: Embedded, data: TaskData, found: Any, ks: Sequence[int],
+               options: EvalOptions) -> dict[str, Any]:
+    """Recall@k of an approximate search against exact search on a seeded sample of its queries
+    (see :mod:`vembed_bench.search.recall`), as ``search_info`` entries."""
+    from vembed_bench.search.recall import RECALL_SAMPLE, recall_at_k, recall_record, sample_queries
+
+    rows = sample_queries(found.indices.shape[0], getattr(mode, "recall_sample", RECALL_SAMPLE), options.seed)
+    log.info("measuring the recall of the approximate search on %d queries", len(rows))
+    exact, reference = mode.exact_reference(embedded, data, max(ks), rows, options)
+    return recall_record(recall_at_k(found.indices[rows], exact, ks), len(rows), options.seed, reference)
 
 
 def search_info(found: Any) -> dict[str, Any]:

@@ -57,11 +57,15 @@ def result_table(result: "Result") -> Table:
 def print_result(result: "Result", path: str | None = None, console: Console | None = None) -> None:
     console = console or Console()
     console.print(result_table(result))
+    from vembed_bench.search.recall import recall_summary
+
     timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     search = result.search_info
+    recall = recall_summary(search, result.main_metric)
     console.print(f"main score {result.main_metric} = [bold]{100 * result.main_score:.2f}[/]  "
-                  f"(scores ×100; search: {search['backend']}/{search['index']}"
-                  f"{'' if search.get('candidate_depth') is None else ' depth ' + str(search['candidate_depth'])}; "
+                  f"(scores ×100; search: {escape(str(search['backend']))}/{escape(str(search['index']))}"
+                  f"{'' if search.get('candidate_depth') is None else ' depth ' + str(search['candidate_depth'])}"
+                  f"{'' if recall is None else ' (' + recall + ')'}; "
                   f"cache hits {result.cache.get('hits', 0)}/{result.cache.get('hits', 0) + result.cache.get('misses', 0)})")
     console.print(f"timings: {timings}", style="dim")
     skipped = result.task_info.get("skipped_queries_without_relevant")

@@ -55,11 +55,13 @@ from vembed_bench.report.stats import (
 from vembed_bench.results import Result, slug
 
 __all__ = [
+    "APPROXIMATE_MARK",
     "MATRYOSHKA_KEY",
     "Board",
     "Pages",
     "build_boards",
     "compute_deltas",
+    "is_approximate",
     "matryoshka_dim",
     "overview_blocks",
     "run_blocks",
@@ -71,6 +73,8 @@ __all__ = [
 
 MATRYOSHKA_KEY = "matryoshka_dim"
 """``model_info`` key: leading embedding dimensions kept (see :mod:`.collect`)."""
+APPROXIMATE_MARK = "≈"
+"""Appended to the label of a result searched with an approximate index (explained in a footnote)."""
 
 # Not part of a system's identity: where it ran, and what one run counted (e.g. images
 # loaded per task, which differ between the tasks of one model).
@@ -108,6 +112,11 @@ def matryoshka_dim(result: Result) -> int | None:
     return int(value) if value is not None else None
 
 
+def is_approximate(result: Result) -> bool:
+    """Whether the result's rankings come from an approximate index rather than exact search."""
+    return result.search_info.get("exact") is False
+
+
 def system_key(result: Result) -> str:
     """Identity of a model-with-settings across tasks (same key = same row)."""
     info = {k: v for k, v in result.model_info.items() if k not in _VOLATILE_MODEL_KEYS}
@@ -123,8 +132,8 @@ def _base_label(result: Result) -> str:
     dim = matryoshka_dim(result)
     if dim is not None:
         label += f" (dim {dim})"
-    if result.search_info.get("exact") is False:
-        label += f" [{result.search_info.get('index')}]"
+    if is_approximate(result):
+        label += f" [{result.search_info.get('index')}] {APPROXIMATE_MARK}"
     return label
 
 
@@ -404,6 +413,50 @@ def _repeats_table(board: Board, pages: Pages) -> Table:
     )
 
 
+def _recall_cells(result: Result) -> list[Cell]:
+    """A result's measured ANN recall (every cutoff), sample size, seed and reference, as cells."""
+    info = result.search_info
+    values = sorted(
+        (int(key.split("@", 1)[1]), value)
+        for key, value in info.items()
+        if key.startswith("ann_recall@") and key.split("@", 1)[1].isdigit()
+    )
+    if not values:
+        return [Cell("not measured (older result file)"), Cell(""), Cell(""), Cell("")]
+    shown = ", ".join(f"@{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in values)
+    n = info.get("ann_recall_queries")
+    return [
+        Cell(shown, sort=values[-1][1]),
+        Cell(f"{n:,}" if isinstance(n, int) else "", sort=n if isinstance(n, int) else None),
+        Cell(str(info.get("ann_recall_seed", ""))),
+        Cell(str(info.get("ann_recall_reference", ""))),
+    ]
+
+
+def approximate_note(items: Sequence[ResultFile], pages: Pages, *, per_result: bool) -> list[Block]:
+    """The footnote on the approximate mark: what it means, and (``per_result``) each one's recall."""
+    marked = [item for item in items if is_approximate(item.result)]
+    if not marked:
+        return []
+    text = (
+        f"{APPROXIMATE_MARK} approximate search: the index in brackets returned its own top-k, which may "
+        "miss some of the exact top-k, so these scores are not exactly those of the embeddings. "
+        "ANN recall@k is the share of the exact top-k it returned, measured on a seeded sample of queries"
+    )
+    if not per_result:
+        return [Para((text + "; each task page lists it.",))]
+    rows = [
+        [Cell(pages.label(item.result)), *_recall_cells(item.result)]
+        for item in sorted(marked, key=lambda i: (pages.label(i.result), str(i.path)))
+    ]
+    table = Table(
+        columns=["model", "ANN recall", "queries", "seed", "exact reference"],
+        rows=rows,
+        numeric=[False, False, True, True, False],
+    )
+    return [Para((text + ":",)), table]
+
+
 def task_blocks(board: Board, pages: Pages) -> list[Block]:
     """The page of one task split."""
     ref = board.reference
@@ -436,6 +489,7 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         ),
         leaderboard_table(board, pages),
     ]
+    blocks += approximate_note([*board.entries, *(item for item, _ in board.apart)], pages, per_result=True)
     blocks += pages.task_plots.get(board.slug, [])
     if board.apart:
         blocks += [
@@ -710,12 +764,9 @@ def overview_blocks(
             " Precision@1 averaged per meta-task, in-distribution, out-of-distribution, overall)."
         )
     if boards:
-        blocks += [
-            Para((note,)),
-            overview_table(boards, pages),
-            Heading(2, "Tasks"),
-            _tasks_table(boards, pages),
-        ]
+        blocks += [Para((note,)), overview_table(boards, pages)]
+        blocks += approximate_note([item for b in boards for item in b.entries], pages, per_result=False)
+        blocks += [Heading(2, "Tasks"), _tasks_table(boards, pages)]
     else:
         blocks.append(Para(("No result files outside training runs.",)))
     if runs:

@@ -17,7 +17,7 @@ near-ties (not exact ties) can legitimately order differently across backends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -39,7 +39,9 @@ class SearchResult:
 
     ``scores`` is float32 ``(n_queries, k)``, ``indices`` int64 ``(n_queries, k)``
     holding corpus positions (``-1`` and ``-inf`` pad rows with fewer than k
-    results). ``exact`` is False for approximate indexes.
+    results). ``exact`` is False for approximate indexes. ``info`` holds what
+    the result file should record about how the search ran (corpus blocks,
+    GPU sharding...); it enters the result's ``search_info``.
     """
 
     scores: np.ndarray
@@ -47,6 +49,7 @@ class SearchResult:
     backend: str
     index: str
     exact: bool
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def k(self) -> int:
@@ -105,19 +108,25 @@ class SearchInputs:
         return max(1, min(self.k, self.n_corpus))
 
 
-def _as_matrix(x: np.ndarray, what: str) -> np.ndarray:
+def _as_matrix(x: np.ndarray, what: str, check_values: bool = True) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise VembedError(f"search {what} must be a 2-D (rows, dim) array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise VembedError(f"search {what} must be a real numeric array, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if check_values:
+        check_finite(arr, what)
+    return arr
+
+
+def check_finite(arr: np.ndarray, what: str) -> None:
+    """Raise :class:`VembedError` if a float32 matrix holds NaN or infinite values."""
     # Row sums are cheap and propagate NaN/inf; a sum that overflows although every
     # value is finite is re-checked element-wise before complaining.
     if arr.size and not np.isfinite(arr.sum(axis=1)).all():
         if not all(np.isfinite(block).all() for block in _row_blocks(arr, 65536)):
             raise VembedError(f"search {what} contain NaN or infinite values; re-encode them")
-    return arr
 
 
 def _row_blocks(arr: np.ndarray, rows: int):
@@ -147,10 +156,17 @@ def check_inputs(
     k: int,
     exclude: np.ndarray | None = None,
     candidates: Sequence[np.ndarray] | None = None,
+    *,
+    check_corpus_values: bool = True,
 ) -> SearchInputs:
-    """Validate the arguments of a search call; raise :class:`VembedError` on bad input."""
+    """Validate the arguments of a search call; raise :class:`VembedError` on bad input.
+
+    ``check_corpus_values=False`` leaves the NaN/inf check of the corpus to the
+    caller: a search in blocks checks each block as it reads it, so a
+    memory-mapped corpus is not read an extra time.
+    """
     q = _as_matrix(queries, "queries")
-    c = _as_matrix(corpus, "corpus")
+    c = _as_matrix(corpus, "corpus", check_corpus_values)
     if q.shape[1] != c.shape[1]:
         raise VembedError(
             f"search queries have dimension {q.shape[1]} but the corpus has {c.shape[1]}; "
@@ -231,7 +247,13 @@ def memory_budget_bytes(options: dict[str, Any], default_mb: float = DEFAULT_MEM
 
 
 def make_result(
-    scores: np.ndarray, indices: np.ndarray, k: int, backend: str, index: str, exact: bool
+    scores: np.ndarray,
+    indices: np.ndarray,
+    k: int,
+    backend: str,
+    index: str,
+    exact: bool,
+    info: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Wrap backend output, padding columns up to ``k`` with (-inf, -1)."""
     missing = k - scores.shape[1]
@@ -244,6 +266,7 @@ def make_result(
         backend=backend,
         index=index,
         exact=exact,
+        info=dict(info or {}),
     )
 
 

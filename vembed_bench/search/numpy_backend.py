@@ -21,6 +21,7 @@ import numpy as np
 
 from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
+from vembed_bench.search.blocked import BLOCK_OPTIONS, block_info, rows_per_block, search_in_blocks
 from vembed_bench.search.base import (
     SearchResult,
     check_inputs,
@@ -31,7 +32,7 @@ from vembed_bench.search.base import (
     require_exact,
 )
 
-OPTIONS = ("memory_mb", "query_block")
+OPTIONS = ("memory_mb", "query_block", *BLOCK_OPTIONS)
 SEED_WIDTH = 4096
 """Minimum corpus rows in the first block of each query block, whose k-th best
 score per query seeds the threshold; kept small because it is found by a full
@@ -228,18 +229,22 @@ class NumpyBackend:
         require_exact(self.name, index, index_options, OPTIONS)
         budget = memory_budget_bytes(index_options)
         query_block = positive_int_option(index_options, "query_block", QUERY_BLOCK)
-        inp = check_inputs(queries, corpus, k, exclude, candidates)
+        rows = rows_per_block(corpus, index_options)
+        inp = check_inputs(queries, corpus, k, exclude, candidates, check_corpus_values=rows is None)
         if inp.n_corpus == 0 or inp.n_queries == 0:
             return empty_result(inp.n_queries, inp.k, self.name, "flat", True)
-        if inp.candidates is not None:
-            scores, indices = tk.search_candidates_numpy(
-                inp.queries, inp.corpus, inp.candidates, inp.k_work, budget
-            )
+
+        def flat(q: np.ndarray, x: np.ndarray, kk: int, excl: np.ndarray | None,
+                 cands: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+            if cands is not None:
+                return tk.search_candidates_numpy(q, x, cands, kk, budget)
+            return exact_search_numpy(q, x, kk, excl, budget, query_block)
+
+        if rows is None:
+            scores, indices = flat(inp.queries, inp.corpus, inp.k_work, inp.exclude, inp.candidates)
         else:
-            scores, indices = exact_search_numpy(
-                inp.queries, inp.corpus, inp.k_work, inp.exclude, budget, query_block
-            )
-        return make_result(scores, indices, inp.k, self.name, "flat", True)
+            scores, indices = search_in_blocks(inp, inp.k_work, rows, flat)
+        return make_result(scores, indices, inp.k, self.name, "flat", True, block_info(rows, inp.n_corpus, corpus))
 
     def describe(self, index: str = "flat") -> dict[str, Any]:
         return {

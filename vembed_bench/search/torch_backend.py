@@ -1,22 +1,36 @@
 """Exact search with torch: blocked matmul + ``topk``, meant for CUDA.
 
-Selected by ``auto`` only when faiss is missing and CUDA is available;
+Selected by ``auto`` when CUDA is available and faiss has no GPU support;
 ``torch:cpu`` runs it on the CPU (tests, benchmarks). ``topk`` does not define
 how ties are ordered, so each block fetches k+1, re-sorts by (score desc,
 position asc) with stable sorts, and flags queries whose k-th and (k+1)-th
 block scores tie; those few are recomputed by a full-row stable sort. On CUDA,
 TF32 matmuls are switched off for the call so scores are true float32 products.
+
+Where the corpus lives: when it fits in half the free device memory it is
+uploaded whole, and it *stays* there for later calls with the same array if
+the array is read-only (a memory-mapped cache entry) or was handed to
+:meth:`TorchBackend.prepare` -- the caller's promise that it does not change.
+It is dropped when that array is garbage-collected, on :meth:`release`, or
+when another corpus takes its place. A corpus that does not fit is streamed:
+each block of rows is uploaded once and scored against every query block
+before the next one (never the whole corpus per query block), and the pages
+of a memory-mapped corpus are released after each block.
 """
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from vembed_bench.errors import VembedError
 from vembed_bench.search import topk as tk
+from vembed_bench.search.blocked import check_finite_in_blocks, is_memory_mapped, release_rows
 from vembed_bench.search.base import (
     DEFAULT_MEMORY_MB,
     SearchResult,
@@ -28,9 +42,11 @@ from vembed_bench.search.base import (
     require_exact,
 )
 
-OPTIONS = ("memory_mb", "query_block")
+OPTIONS = ("memory_mb", "query_block", "block_rows")
 CUDA_MEMORY_MB = 2048
 """Default score-block budget on CUDA (GPU memory, not host memory)."""
+UPLOAD_BYTES = 64 << 20
+"""Host rows copied to the device at once (a memory-mapped corpus never enters memory whole)."""
 
 
 def _torch():
@@ -58,6 +74,37 @@ def _full_fp32(torch, device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+@dataclass
+class _Running:
+    """One query block's running top-k on the device, and its unresolved-tie flags."""
+
+    values: Any
+    positions: Any
+    ambiguous: Any
+
+
+@dataclass
+class _Resident:
+    """The corpus kept on the device between calls, and the array it is a copy of."""
+
+    array: "weakref.ref[np.ndarray]"
+    layout: tuple
+    tensor: Any
+    prepared: bool
+
+
+def _layout(array: np.ndarray) -> tuple:
+    """What must be unchanged for a resident copy to still be the array's (besides its values)."""
+    return (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str)
+
+
+def _tensor(torch, array: np.ndarray):
+    """``torch.from_numpy`` without its warning for read-only arrays (we never write to them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 class TorchBackend:
@@ -102,6 +149,9 @@ class TorchBackend:
         torch = _torch()
         self._torch = torch
         self.device = torch.device(device or "cuda")
+        self._resident: _Resident | None = None
+        self.uploads = 0
+        """Corpora copied to the device whole (a counter for tests and benchmarks)."""
 
     def search(
         self,
@@ -118,15 +168,25 @@ class TorchBackend:
         on_cuda = self.device.type == "cuda"
         budget = memory_budget_bytes(index_options, CUDA_MEMORY_MB if on_cuda else DEFAULT_MEMORY_MB)
         query_block = positive_int_option(index_options, "query_block", 4096 if on_cuda else 1024)
-        inp = check_inputs(queries, corpus, k, exclude, candidates)
+        block_rows = positive_int_option(index_options, "block_rows", 1) if "block_rows" in index_options else None
+        mapped = is_memory_mapped(corpus)
+        inp = check_inputs(queries, corpus, k, exclude, candidates, check_corpus_values=not mapped)
+        if mapped:  # checked a block at a time, so the mapped file never is resident whole
+            check_finite_in_blocks(inp.corpus)
         if inp.n_corpus == 0 or inp.n_queries == 0:
             return empty_result(inp.n_queries, inp.k, self.name, "flat", True)
+        info: dict[str, Any] = {"corpus_on_device": "streamed in blocks"} if block_rows is not None else {}
+        if mapped:
+            info["memory_mapped"] = True
         with self._torch.inference_mode(), _full_fp32(self._torch, self.device):
+            x_dev = None if block_rows is not None else self._device_corpus(corpus, inp.corpus, info)
             if inp.candidates is not None:
-                scores, indices = self._candidates(inp.queries, inp.corpus, inp.candidates, inp.k_work, budget)
+                scores, indices = self._candidates(inp.queries, inp.corpus, x_dev, inp.candidates, inp.k_work, budget)
             else:
-                scores, indices = self._exact(inp.queries, inp.corpus, inp.k_work, inp.exclude, budget, query_block)
-        return make_result(scores, indices, inp.k, self.name, "flat", True)
+                scores, indices = self._exact(
+                    inp.queries, inp.corpus, x_dev, inp.k_work, inp.exclude, budget, query_block, block_rows, info
+                )
+        return make_result(scores, indices, inp.k, self.name, "flat", True, info)
 
     def describe(self, index: str = "flat") -> dict[str, Any]:
         torch = self._torch
@@ -143,80 +203,173 @@ class TorchBackend:
             info["threads"] = torch.get_num_threads()
         return info
 
-    # --- helpers ---
+    # --- the corpus on the device ---
 
-    def _corpus_on_device(self, corpus: np.ndarray):
-        """The whole corpus on the device when it fits comfortably, else None (stream it)."""
-        torch = self._torch
+    def prepare(self, corpus: np.ndarray) -> bool:
+        """Keep ``corpus`` on the device for the following searches of this very array.
+
+        For several query sets against one corpus: it is uploaded once. The caller
+        promises not to change the array in place until :meth:`release` (or the
+        next ``prepare``). Returns False, keeping nothing, when it does not fit in
+        half the free device memory (searches then stream it) or the device is the
+        CPU (whose tensor is the array itself: nothing to keep).
+        """
+        self.release()
+        arr = np.asarray(corpus)
+        if arr.ndim != 2 or arr.dtype != np.float32 or not arr.flags.c_contiguous:
+            raise VembedError("prepare() takes the C-contiguous float32 (rows, dim) corpus that will be searched")
+        self._device_corpus(corpus, arr, {}, prepared=True)
+        return self._resident is not None
+
+    def release(self) -> None:
+        """Drop the corpus kept on the device, if any."""
+        self._resident = None
+
+    @property
+    def _copies_to_device(self) -> bool:
+        """Whether the corpus on the device is a copy (CUDA); on the CPU it is the array itself,
+        free to make and never worth keeping (keeping it would keep the array alive)."""
+        return self.device.type != "cpu"
+
+    def _fits(self, nbytes: int) -> bool:
+        """Whether a corpus of ``nbytes`` fits comfortably (half the free memory) on the device."""
         if self.device.type != "cuda":
-            return torch.from_numpy(corpus)
-        free, _total = torch.cuda.mem_get_info(self.device)
-        if corpus.nbytes <= free // 2:
-            return torch.from_numpy(corpus).to(self.device)
-        return None
+            return True
+        free, _total = self._torch.cuda.mem_get_info(self.device)
+        return nbytes <= free // 2
+
+    def _upload(self, x: np.ndarray):
+        """The whole of ``x`` on the device, copied in slices (pages of a mapped array released)."""
+        torch = self._torch
+        self.uploads += 1
+        if self.device.type != "cuda":
+            return _tensor(torch, x)
+        out = torch.empty(x.shape, dtype=torch.float32, device=self.device)
+        step = max(1, UPLOAD_BYTES // max(1, x.strides[0]))
+        for r0 in range(0, x.shape[0], step):
+            out[r0 : r0 + step].copy_(_tensor(torch, x[r0 : r0 + step]))
+            release_rows(x, r0, r0 + step)
+        return out
+
+    def _device_corpus(self, original: Any, x: np.ndarray, info: dict[str, Any], prepared: bool = False):
+        """The corpus on the device (kept from an earlier call when it may be), or None: stream it.
+
+        ``original`` is the caller's array and ``x`` its validated float32 form;
+        only an ``x`` that *is* the caller's memory can be kept, and only when it
+        cannot change behind our back: read-only, or handed to :meth:`prepare`.
+        """
+        held = self._resident
+        if held is not None and held.array() is original and held.layout == _layout(x):
+            info["corpus_on_device"] = "kept from an earlier call"
+            return held.tensor
+        if not self._fits(x.nbytes):
+            info["corpus_on_device"] = "streamed in blocks"
+            return None
+        same_memory = isinstance(original, np.ndarray) and _layout(original) == _layout(x)
+        keep = self._copies_to_device and same_memory and (prepared or not original.flags.writeable)
+        if keep:
+            self._resident = None  # free the previous corpus before uploading this one
+        tensor = self._upload(x)
+        info["corpus_on_device"] = "uploaded"
+        if keep:
+            self._resident = _Resident(weakref.ref(original, self._forget), _layout(x), tensor, prepared)
+        return tensor
+
+    def _forget(self, ref: "weakref.ref[np.ndarray]") -> None:
+        """The kept corpus's array was garbage-collected: free the device copy too."""
+        if self._resident is not None and self._resident.array is ref:
+            self._resident = None
+
+    # --- exact search ---
 
     def _exact(
         self,
         q: np.ndarray,
         x: np.ndarray,
+        x_dev: Any,
         k: int,
         exclude: np.ndarray | None,
         budget: int,
         query_block: int,
+        block_rows: int | None,
+        info: dict[str, Any],
     ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         dev = self.device
         nq, n = q.shape[0], x.shape[0]
         qb = max(1, min(nq, query_block))
-        cb = max(1, min(n, budget // (4 * qb)))
-        x_dev = self._corpus_on_device(x)
-        neg_inf = torch.tensor(float("-inf"), device=dev)
-        scores = np.empty((nq, k), dtype=np.float32)
-        indices = np.empty((nq, k), dtype=np.int64)
-        redo: list[np.ndarray] = []
-        for q0 in range(0, nq, qb):
-            qt = torch.from_numpy(q[q0 : q0 + qb]).to(dev)
-            b = qt.shape[0]
-            run_v = torch.full((b, 0), float("-inf"), device=dev)
-            run_i = torch.full((b, 0), -1, dtype=torch.int64, device=dev)
-            ambiguous = torch.zeros(b, dtype=torch.bool, device=dev)
-            excl = None
-            if exclude is not None:
-                excl = torch.from_numpy(exclude[q0 : q0 + b]).to(dev)
+        cb = block_rows or max(1, min(n, budget // (4 * qb)))
+        blocks = [(q0, min(nq, q0 + qb)) for q0 in range(0, nq, qb)]
+        running = [
+            _Running(
+                torch.full((q1 - q0, 0), float("-inf"), device=dev),
+                torch.full((q1 - q0, 0), -1, dtype=torch.int64, device=dev),
+                torch.zeros(q1 - q0, dtype=torch.bool, device=dev),
+            )
+            for q0, q1 in blocks
+        ]
+        excl = torch.from_numpy(exclude).to(dev) if exclude is not None else None
+
+        def queries(q0: int, q1: int):
+            return torch.from_numpy(q[q0:q1]).to(dev)
+
+        if x_dev is not None:
+            # Corpus on the device: query blocks outer, nothing crosses the bus twice.
+            for (q0, q1), state in zip(blocks, running):
+                qt = queries(q0, q1)
+                for c0 in range(0, n, cb):
+                    self._fold(state, qt @ x_dev[c0 : c0 + cb].T, c0, k, excl[q0:q1] if excl is not None else None)
+        else:
+            # Streamed: each corpus block crosses once; queries stay if they are small.
+            kept = [queries(q0, q1) for q0, q1 in blocks] if q.nbytes <= budget else None
             for c0 in range(0, n, cb):
-                c = min(cb, n - c0)
-                xc = x_dev[c0 : c0 + c] if x_dev is not None else torch.from_numpy(x[c0 : c0 + c]).to(dev)
-                s = qt @ xc.T
-                if excl is not None:
-                    hit = torch.nonzero((excl >= c0) & (excl < c0 + c)).flatten()
-                    s[hit, excl[hit] - c0] = neg_inf
-                kk = min(k + 1, c)
-                v, i = torch.topk(s, kk, dim=1)
-                i += c0
-                v, i = _lexsort(torch, v, i)
-                if kk == k + 1 and kk < c:
-                    ambiguous |= (v[:, k - 1] == v[:, k]) & (v[:, k - 1] > float("-inf"))
-                    v, i = v[:, :k], i[:, :k]
-                # Running positions are all below this block's, and both halves are
-                # in key order, so a stable sort by score alone keeps the key order.
-                v = torch.cat([run_v, v], dim=1)
-                i = torch.cat([run_i, i], dim=1)
-                v, perm = torch.sort(v, dim=1, descending=True, stable=True)
-                run_v, run_i = v[:, :k], torch.gather(i, 1, perm)[:, :k]
-            v_np, i_np = run_v.cpu().numpy(), run_i.cpu().numpy()
-            width = v_np.shape[1]
-            scores[q0 : q0 + b, :width] = v_np
-            indices[q0 : q0 + b, :width] = i_np
-            scores[q0 : q0 + b, width:] = -np.inf
-            indices[q0 : q0 + b, width:] = -1
-            redo.append(q0 + np.flatnonzero(ambiguous.cpu().numpy()))
-        bad = scores == -np.inf
-        indices[bad] = -1
+                c1 = min(n, c0 + cb)
+                xc = _tensor(torch, x[c0:c1]).to(dev)
+                for j, ((q0, q1), state) in enumerate(zip(blocks, running)):
+                    qt = kept[j] if kept is not None else queries(q0, q1)
+                    self._fold(state, qt @ xc.T, c0, k, excl[q0:q1] if excl is not None else None)
+                del xc
+                release_rows(x, c0, c1)
+            info["corpus_blocks"] = -(-n // cb)
+            info["block_rows"] = cb
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        indices = np.full((nq, k), -1, dtype=np.int64)
+        redo: list[np.ndarray] = []
+        for (q0, q1), state in zip(blocks, running):
+            width = state.values.shape[1]
+            scores[q0:q1, :width] = state.values.cpu().numpy()
+            indices[q0:q1, :width] = state.positions.cpu().numpy()
+            redo.append(q0 + np.flatnonzero(state.ambiguous.cpu().numpy()))
+        indices[scores == -np.inf] = -1
         rows = np.concatenate(redo)
         if rows.size:
             s, i = self._full_rows(q[rows], x, x_dev, k, exclude[rows] if exclude is not None else None, budget)
             scores[rows], indices[rows] = s, i
         return scores, indices
+
+    def _fold(self, state: _Running, s: Any, c0: int, k: int, excl: Any) -> None:
+        """Merge the top-k of one (query block, corpus block) score matrix into ``state``.
+
+        Corpus blocks must come in increasing position order for each query block.
+        """
+        torch = self._torch
+        c = s.shape[1]
+        if excl is not None:
+            hit = torch.nonzero((excl >= c0) & (excl < c0 + c)).flatten()
+            s[hit, excl[hit] - c0] = float("-inf")
+        kk = min(k + 1, c)
+        v, i = torch.topk(s, kk, dim=1)
+        i += c0
+        v, i = _lexsort(torch, v, i)
+        if kk == k + 1 and kk < c:
+            state.ambiguous |= (v[:, k - 1] == v[:, k]) & (v[:, k - 1] > float("-inf"))
+            v, i = v[:, :k], i[:, :k]
+        # Running positions are all below this block's, and both halves are in key
+        # order, so a stable sort by score alone keeps the key order.
+        v = torch.cat([state.values, v], dim=1)
+        i = torch.cat([state.positions, i], dim=1)
+        v, perm = torch.sort(v, dim=1, descending=True, stable=True)
+        state.values, state.positions = v[:, :k], torch.gather(i, 1, perm)[:, :k]
 
     def _full_rows(self, q, x, x_dev, k, exclude, budget) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of a few queries by a stable sort of their whole score rows."""
@@ -231,10 +384,11 @@ class TorchBackend:
             if x_dev is not None:
                 s = qt @ x_dev.T
             else:
-                s = torch.cat(
-                    [qt @ torch.from_numpy(x[c0 : c0 + 65536]).to(dev).T for c0 in range(0, n, 65536)],
-                    dim=1,
-                )
+                parts = []
+                for c0 in range(0, n, 65536):
+                    parts.append(qt @ _tensor(torch, x[c0 : c0 + 65536]).to(dev).T)
+                    release_rows(x, c0, c0 + 65536)
+                s = torch.cat(parts, dim=1)
             if exclude is not None:
                 ex = torch.from_numpy(exclude[r0 : r0 + chunk]).to(dev)
                 hit = torch.nonzero(ex >= 0).flatten()
@@ -248,12 +402,11 @@ class TorchBackend:
             out_i[r0 : r0 + chunk, :kk] = np.where(v_np == -np.inf, -1, i_np)
         return out_s, out_i
 
-    def _candidates(self, q, x, candidates, k, budget) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, q, x, x_dev, candidates, k, budget) -> tuple[np.ndarray, np.ndarray]:
         """Score each query's candidates on the device (union matmul or gather + bmm);
         select on the host with the shared key order."""
         torch = self._torch
         dev = self.device
-        x_dev = self._corpus_on_device(x)
 
         def rows_of(pos: np.ndarray):
             if x_dev is not None and dev.type == "cuda":
