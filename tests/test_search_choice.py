@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.test_matryoshka import FixedEncoder
 from tests.conftest import write_beir
