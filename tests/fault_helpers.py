@@ -127,9 +127,10 @@ def child(job):
     fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    if job.get("shard_size"):  # the default of EmbeddingCache(shard_size=...), as a tiny cache would set it
-        from vembed_bench.cache import CachePolicy, EmbeddingCache
-        EmbeddingCache.__init__.__defaults__ = (None, CachePolicy.USE, job["shard_size"])
+    if job.get("shard_size"):  # the shard size every EmbeddingCache of the child starts with
+        from vembed_bench import cache as cache_module
+
+        cache_module.DEFAULT_SHARD_SIZE = job["shard_size"]
     while job.get("start_after") and not os.path.exists(job["start_after"]):
         time.sleep(0.001)
     sys.argv = ["vembed-bench", *job["args"]]
