@@ -41,6 +41,8 @@ class TaskCard:
     suite: str | list[str] = ""  # suites whose leaderboard average this task counts towards
     license: str = ""
     reference: str = ""
+    languages: list[str] = field(default_factory=list)
+    """ISO 639-3 codes with script, as mteb writes them (``eng-Latn``, ``cmn-Hans``); exports need them."""
     path: str | None = None  # the card file this came from (None for implicit cards)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +144,7 @@ def _check_types(card: TaskCard, path: Path) -> None:
         "aliases": isinstance(card.aliases, list),
         "suite": isinstance(card.suite, (str, list)),
         "limit": card.limit is None or (isinstance(card.limit, int) and card.limit > 0),
+        "languages": isinstance(card.languages, list) and all(isinstance(x, str) for x in card.languages),
     }
     for key, ok in checks.items():
         if not ok:
