@@ -44,6 +44,7 @@ from vembed_bench.report.document import (
     Table,
     fmt_score,
 )
+from vembed_bench.report.ranks import cross_task_rank_blocks, rank_blocks
 from vembed_bench.report.stats import (
     DEFAULT_RESAMPLES,
     PairedDelta,
@@ -489,6 +490,9 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         ),
         leaderboard_table(board, pages),
     ]
+    blocks += rank_blocks(
+        board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples, table_id=f"ranks-{board.slug}"
+    )
     blocks += approximate_note([*board.entries, *(item for item, _ in board.apart)], pages, per_result=True)
     blocks += pages.task_plots.get(board.slug, [])
     if board.apart:
@@ -766,6 +770,9 @@ def overview_blocks(
     if boards:
         blocks += [Para((note,)), overview_table(boards, pages)]
         blocks += approximate_note([item for b in boards for item in b.entries], pages, per_result=False)
+        blocks += cross_task_rank_blocks(
+            boards, pages.label, seed=pages.seed, n_resamples=pages.n_resamples, table_id="ranks-overview"
+        )
         blocks += [Heading(2, "Tasks"), _tasks_table(boards, pages)]
     else:
         blocks.append(Para(("No result files outside training runs.",)))
