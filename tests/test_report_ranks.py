@@ -28,6 +28,15 @@ from vembed_bench.report.ranks import (
     rank_models,
 )
 
+
+def _md_rows(text: str, header_start: str) -> list[dict[str, str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in table]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
 # ---------------------------------------------------------------------------- Holm
 
 
@@ -284,9 +293,10 @@ def test_rank_blocks_are_reproducible_and_match_the_statistics():
     text = to_markdown(blocks, Path("/r"))
     assert text == to_markdown(rank_blocks(board, label, seed=3, n_resamples=1_000), Path("/r"))
     r = board_ranks(board, label, seed=3, n_resamples=1_000)
-    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "rank" not in line]
-    assert [row[1] for row in rows] == ["a", "b", "c"]
-    assert rows[1][5] == f"{r.p_value[0, 1]:.4f}" and rows[2][6].rstrip(" |") == f"{r.p_holm[0, 2]:.4f}"
+    rows = _md_rows(text, "| rank |")
+    assert [row["model"] for row in rows] == ["a", "b", "c"]
+    assert rows[1]["p vs #1"] == f"{r.p_value[0, 1]:.4f}"
+    assert rows[2]["Holm p vs #1"] == f"{r.p_holm[0, 2]:.4f}"
     assert f"{100 * r.mde:.2f}" in text and "1,000 bootstrap resamples of the 80 queries" in text
     assert rank_blocks(_board("t", items[:1]), label) == []
 
@@ -340,14 +350,6 @@ def test_cross_task_resamples_each_task_independently():
 # ---------------------------------------------------------------------------- written pages
 
 
-def _md_rows(text: str, header_start: str) -> list[dict[str, str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
-    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in table]
-    return [dict(zip(cells[0], row)) for row in cells[2:]]
-
-
 def test_task_page_ranks_agree_with_the_leaderboard_and_the_raw_json(tmp_path):
     import json
     import re
@@ -375,7 +377,8 @@ def test_task_page_ranks_agree_with_the_leaderboard_and_the_raw_json(tmp_path):
     x = np.array([[v[q] for q in ids] for v in values.values()]).T
     assert x.shape[1] == len(board) + 1  # the zero-shot copy of the training run is a repeat
     x = np.unique(x, axis=1)
-    sds = [np.std(x[:, i] - x[:, j], ddof=1) for i, j in itertools.combinations(range(len(board)), 2)]
+    pairs = itertools.combinations(range(len(board)), 2)
+    sds = [np.std(x[:, i] - x[:, j], ddof=1) for i, j in pairs]
     mde = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.median(sds) / np.sqrt(len(ids))
     shown = re.search(r"true difference in ndcg@10 of ([\d.]+)", page).group(1)
     assert shown == f"{100 * mde:.2f}"

@@ -491,7 +491,8 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         leaderboard_table(board, pages),
     ]
     blocks += rank_blocks(
-        board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples, table_id=f"ranks-{board.slug}"
+        board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+        table_id=f"ranks-{board.slug}",
     )
     blocks += approximate_note([*board.entries, *(item for item, _ in board.apart)], pages, per_result=True)
     blocks += pages.task_plots.get(board.slug, [])
@@ -771,7 +772,8 @@ def overview_blocks(
         blocks += [Para((note,)), overview_table(boards, pages)]
         blocks += approximate_note([item for b in boards for item in b.entries], pages, per_result=False)
         blocks += cross_task_rank_blocks(
-            boards, pages.label, seed=pages.seed, n_resamples=pages.n_resamples, table_id="ranks-overview"
+            boards, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+            table_id="ranks-overview",
         )
         blocks += [Heading(2, "Tasks"), _tasks_table(boards, pages)]
     else:

@@ -169,7 +169,7 @@ def compact_letters(differ: np.ndarray, *, max_letters: int = len(LETTERS)) -> l
             split: list[int] = []
             for s in sets:
                 split += [s & ~(1 << i), s & ~(1 << j)] if (s & both) == both else [s]
-            unique = sorted(set(split), key=lambda s: -bin(s).count("1"))
+            unique = sorted(set(split), key=lambda s: -s.bit_count())
             sets = []
             for s in unique:  # larger first: a set is kept unless a kept one contains it
                 if not any(s | kept == kept for kept in sets):
@@ -204,7 +204,7 @@ def _pair_pvalues(
     return np.concatenate(out) if out else np.empty(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BoardRanks:
     """Ranks, rank intervals, pairwise tests and groups of the models of one board.
 
@@ -294,7 +294,7 @@ def rank_models(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AlignedBoard:
     """The main metric of a board's rankable results, one column per model, rows in the
     reference query order."""
@@ -364,7 +364,7 @@ def board_ranks(
     return replace(ranks, skipped=aligned.skipped)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CrossTaskRanks:
     """Mean main score over a common set of tasks, with bootstrap rank intervals."""
 
@@ -470,8 +470,10 @@ def rank_blocks(
     ranks = board_ranks(board, label_of, seed=seed, n_resamples=n_resamples)
     blocks: list[Block] = [Heading(2, "Ranks")]
     if ranks is None:
-        reasons = "; ".join(f"{label}: {why}" for label, why in align_board(board, label_of).skipped)
-        return blocks + [Para((f"Fewer than two results can be ranked on the same queries ({reasons}).",))]
+        skipped = align_board(board, label_of).skipped
+        reasons = "; ".join(f"{label}: {why}" for label, why in skipped)
+        text = f"Fewer than two results can be ranked on the same queries ({reasons})."
+        return blocks + [Para((text,))]
     metric, alpha, m = ranks.metric, ranks.alpha, len(ranks.labels)
     rows = []
     for k, label in enumerate(ranks.labels):
@@ -488,8 +490,8 @@ def rank_blocks(
             ]
         )
     groups = (
-        "Models sharing a letter in the group column do not differ significantly; each letter is a largest "
-        "set of models no two of which differ (compact letter display)."
+        "Models sharing a letter in the group column do not differ significantly; each letter is "
+        "a largest set of models no two of which differ (compact letter display)."
         if ranks.letters
         else f"Group letters are not shown: more than {len(LETTERS)} would be needed."
     )
@@ -500,13 +502,14 @@ def rank_blocks(
                 f"{ranks.n_resamples:,} bootstrap resamples of the {ranks.n_queries:,} queries "
                 f"(seed {ranks.seed}; every model is scored on the same resampled queries; tied "
                 f"means share the best rank). Two models differ when the two-sided paired "
-                f"sign-flip permutation test on {metric} gives p ≤ {alpha} after Holm's correction "
-                f"over all {ranks.n_pairs} pairs of this table. {groups} "
+                f"sign-flip permutation test on {metric} gives p ≤ {alpha} after Holm's "
+                f"correction over all {ranks.n_pairs} pairs of this table. {groups} "
                 f"{ranks.separable_adjacent()} of {m - 1} adjacent places differ.",
             )
         ),
         Table(
-            columns=["rank", "model", metric, "95% rank interval", "group", "p vs #1", "Holm p vs #1"],
+            columns=["rank", "model", metric, "95% rank interval", "group", "p vs #1"]
+            + ["Holm p vs #1"],
             rows=rows,
             numeric=[True, False, True, False, False, True, True],
             table_id=table_id,
@@ -527,15 +530,8 @@ def rank_blocks(
             )
         )
     if ranks.skipped:
-        blocks.append(
-            Para(
-                (
-                    "Not ranked here: "
-                    + "; ".join(f"{label} ({why})" for label, why in ranks.skipped)
-                    + ".",
-                )
-            )
-        )
+        reasons = "; ".join(f"{label} ({why})" for label, why in ranks.skipped)
+        blocks.append(Para((f"Not ranked here: {reasons}.",)))
     return blocks
 
 
@@ -581,15 +577,6 @@ def cross_task_rank_blocks(
         ),
     ]
     if ranks.left_out:
-        blocks.append(
-            Para(
-                (
-                    "Left out (not rankable on all these tasks): "
-                    + ", ".join(
-                        f"{label} ({count} of {len(ranks.tasks)})" for label, count in ranks.left_out
-                    )
-                    + ".",
-                )
-            )
-        )
+        counts = ", ".join(f"{label} ({n} of {len(ranks.tasks)})" for label, n in ranks.left_out)
+        blocks.append(Para((f"Left out (not rankable on all these tasks): {counts}.",)))
     return blocks
