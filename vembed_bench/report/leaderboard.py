@@ -57,6 +57,7 @@ from vembed_bench.report.document import (
     Table,
     fmt_score,
 )
+from vembed_bench.report.ranks import cross_task_rank_blocks, rank_blocks
 from vembed_bench.report.stats import (
     DEFAULT_RESAMPLES,
     PairedDelta,
@@ -677,6 +678,10 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         blocks.append(
             Details(f"All {len(metric_order(board))} metrics", (full_metrics_table(board, pages),))
         )
+    blocks += rank_blocks(
+        board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+        table_id=f"ranks-{board.slug}",
+    )
     blocks += approximate_note(
         [*board.entries, *(item for item, _ in board.apart)], pages, per_result=True
     )
@@ -1039,6 +1044,10 @@ def overview_blocks(
             overview_table(boards, pages, data),
         ]
         blocks += approximate_note([item for b in boards for item in b.entries], pages, per_result=False)
+        blocks += cross_task_rank_blocks(
+            boards, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+            table_id="ranks-overview",
+        )
         blocks += [Heading(2, "Tasks"), _tasks_table(boards, pages)]
     else:
         blocks.append(Para(("No result files outside training runs.",)))
