@@ -144,6 +144,12 @@ def _export_board(board: Board, blocks: Sequence[Block], pages: Pages) -> list[P
                     label=f"tab:{board.slug}-all")
         for t in full
     ]
+    parts += [
+        latex_table(t, caption=f"{board.task} ({board.split}): published scores against ours, x100; "
+                    "difference with the 95% bootstrap interval of our mean.",
+                    label=f"tab:{board.slug}-published")
+        for t in _tables(blocks, f"published-{board.slug}")
+    ]
     return [
         write_text(csv_path, board_csv(board, pages, csv_path)),
         write_text(page.with_suffix(".tex"), latex_document(parts, f"{board.task} ({board.split})")),
