@@ -117,3 +117,92 @@ def test_user_errors_are_one_line_with_exit_code_2(args, expected, tmp_path):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().startswith(expected), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def _md_rows(page: str, after: str) -> list[dict[str, str]]:
+    """The first Markdown table from the line starting with ``after`` on, as dicts by header."""
+    lines = page.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    table: list[str] = []
+    for line in lines[start:]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    cells = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in table]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
+CLIP_FAQ = "clip-b32-ac33dec4/faq_en/test.json"
+
+
+def _newer_schema(path):
+    record = json.loads(path.read_text())
+    record["schema_version"] = 99
+    path.write_text(json.dumps(record))
+    return "result schema 99 was written by a newer vembed-bench; this one (0.1.0) reads schemas 1, 2: upgrade vembed-bench"
+
+
+def _truncated(path):
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # what a crash or a full disk leaves
+    return "not valid JSON"
+
+
+@pytest.mark.parametrize("damage", [_newer_schema, _truncated], ids=["newer-schema", "truncated-json"])
+def test_an_unreadable_result_file_is_skipped_with_one_warning_and_the_rest_rendered(tmp_path, damage):
+    shutil.copytree(FIXTURES, tmp_path / "results")
+    bad = tmp_path / "results" / CLIP_FAQ
+    message = damage(bad)
+    out = run_cli("leaderboard", tmp_path / "results", "--out", tmp_path / "lb", "--no-plots", "--no-html",
+                  "--resamples", "200")
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"warning: skipped {bad}") and message in line, line
+    # faq_en is ranked from the other six result files; clip-b32's other results are all there.
+    faq = (tmp_path / "lb" / "tasks" / "faq_en-test.md").read_text()
+    ranked = [r["model"] for r in _md_rows(faq, "| # |")]
+    assert len(ranked) == 6 and "clip-b32" not in ranked and "text-base" in ranked
+    docs = (tmp_path / "lb" / "tasks" / "docs_en-test.md").read_text()
+    assert [r["model"] for r in _md_rows(docs, "## Not comparable")] == ["clip-b32"]
+    assert (tmp_path / "lb" / "tasks" / "products_i2i-test.md").is_file()
+    # Named directly, the same file is refused with the same reason, and nothing is written.
+    named = run_cli("leaderboard", bad, "--out", tmp_path / "named", "--no-plots")
+    assert named.returncode == 2 and len(named.stderr.strip().splitlines()) == 1
+    assert named.stderr.startswith(f"error: {bad}") and message in named.stderr
+    assert not (tmp_path / "named").exists()
+
+
+def test_an_empty_results_folder_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = run_cli("leaderboard", tmp_path / "empty", "--out", tmp_path / "lb")
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: no result files found under {tmp_path / 'empty'}"
+    assert not (tmp_path / "lb").exists()
+    # An earlier leaderboard in OUT is left exactly as it was (no temporary files either).
+    (tmp_path / "lb").mkdir()
+    (tmp_path / "lb" / "README.md").write_text("earlier\n")
+    assert run_cli("leaderboard", tmp_path / "empty", "--out", tmp_path / "lb").returncode == 2
+    assert [p.name for p in (tmp_path / "lb").iterdir()] == ["README.md"]
+    assert (tmp_path / "lb" / "README.md").read_text() == "earlier\n"
+
+
+def test_results_on_other_data_under_one_task_name_are_kept_apart_with_the_reason(tmp_path):
+    shutil.copytree(FIXTURES, tmp_path / "results")
+    moved = tmp_path / "results" / "clip-b32-ac33dec4" / "faq_en" / "test.json"
+    record = json.loads(moved.read_text())
+    original = record["task_info"]["data_fingerprint"]
+    record["task_info"]["data_fingerprint"] = "0123456789abcdef" * 4  # same name, other data
+    moved.write_text(json.dumps(record))
+    out = run_cli("leaderboard", tmp_path / "results", "--out", tmp_path / "lb", "--no-plots", "--no-html",
+                  "--resamples", "200")
+    assert out.returncode == 0, out.stderr
+    faq = (tmp_path / "lb" / "tasks" / "faq_en-test.md").read_text()
+    assert "clip-b32" not in {r["model"] for r in _md_rows(faq, "| # |")}
+    (row,) = _md_rows(faq, "| model | main metric | score | why it is not in the table |")
+    assert row["model"] == "clip-b32"
+    assert row["why it is not in the table"] == f"different data (fingerprint 01234567 vs {original[:8]})"
+    assert row["score"] == f"{100 * record['scores']['ndcg@10']:.2f}"
+    overview = (tmp_path / "lb" / "README.md").read_text()
+    reasons = {(r["model"], r["reason"]) for r in _md_rows(overview, "| task | split | model |")}
+    assert ("clip-b32", f"different data (fingerprint 01234567 vs {original[:8]})") in reasons

@@ -11,12 +11,17 @@ Layout of ``out/``::
                              Matryoshka curves, loss curves
     report.html              everything above on one self-contained page
 
+    .leaderboard-files       the files above that the last run wrote (see below)
+
 Running it again on unchanged result files rewrites identical bytes, on this
 machine or another one with the same library versions: nothing depends on the
 clock, on file-system order or on dictionary order, every number is written
 at a fixed precision (also the HTML's sort keys), resampling is seeded, and
-plots carry no date or version. Files of earlier runs that are no longer
-produced are left in place.
+plots carry no date or version. A file the previous run listed in
+``.leaderboard-files`` that this run no longer writes (a task whose results
+were removed, a plot now skipped) is deleted once every new file is in place,
+so the folder holds exactly what the results give; files the generator never
+wrote (the results themselves, notes) are never touched.
 """
 
 from __future__ import annotations
@@ -49,7 +54,10 @@ from vembed_bench.results import slug
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_leaderboards"]
+__all__ = ["MANIFEST", "write_leaderboards"]
+
+MANIFEST = ".leaderboard-files"
+"""In the output folder: the paths (relative, POSIX) of the files the last run wrote."""
 
 
 def _plot_blocks(png: Path, alt: str, points: Path | None = None) -> list[Block]:
@@ -143,6 +151,12 @@ def _export_board(board: Board, blocks: Sequence[Block], pages: Pages) -> list[P
         latex_table(t, caption=f"{board.task} ({board.split}): every metric, x100.",
                     label=f"tab:{board.slug}-all")
         for t in full
+    ]
+    parts += [
+        latex_table(t, caption=f"{board.task} ({board.split}): published scores against ours, x100; "
+                    "difference with the 95% bootstrap interval of our mean.",
+                    label=f"tab:{board.slug}-published")
+        for t in _tables(blocks, f"published-{board.slug}")
     ]
     return [
         write_text(csv_path, board_csv(board, pages, csv_path)),
@@ -268,4 +282,28 @@ def write_leaderboards(
         nav += [(f"run {r.name}", run_anchor(pages.run_slugs[r.folder])) for r in collection.runs]
         page = out / "report.html"
         written.append(write_text(page, render_html(sections, page, nav=nav)))
+    _replace_manifest(out, written)
     return sorted(written)
+
+
+def _replace_manifest(out: Path, written: Sequence[Path]) -> None:
+    """Delete what the previous run wrote and this one did not, then record this run's files.
+
+    Only paths listed in the previous manifest and inside ``out`` are deleted (a
+    hand-edited manifest cannot reach outside it); folders left empty go too.
+    """
+    manifest = out / MANIFEST
+    now = sorted({p.relative_to(out).as_posix() for p in written})
+    before = manifest.read_text(encoding="utf-8").splitlines() if manifest.is_file() else []
+    root = out.resolve()
+    for name in sorted(set(before) - set(now) - {"", MANIFEST}):
+        stale = (out / name).resolve()
+        if root not in stale.parents or not stale.is_file():
+            continue
+        stale.unlink()
+        log.info("removed %s: no longer produced by these results", stale)
+        folder = stale.parent
+        while folder != root and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    write_text(manifest, "".join(f"{name}\n" for name in now))

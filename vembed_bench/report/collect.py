@@ -5,7 +5,11 @@ conventions the report reads (issue 5's training runs write the same ones):
 
 * a **result file** is any ``*.json`` whose content is a :class:`Result`
   record (other JSON files are skipped; names starting with ``.`` are
-  temporary files of atomic writes and are skipped too);
+  temporary files of atomic writes and are skipped too). Under a folder, a
+  file that is not valid JSON (truncated by a crash or a full disk), a result
+  of a newer schema than this version reads, or a damaged result is skipped
+  with a one-line warning naming it, so one bad file does not hide the rest;
+  a file named directly is refused with the same message instead;
 * a **retrieval grid** of a result ``<dir>/<stem>.json`` is any
   ``<dir>/<stem>.<name>.png`` (for example ``test.grid.png`` beside ``test.json``);
 * a **training run** is a folder holding ``comparison.json``::
@@ -27,13 +31,16 @@ conventions the report reads (issue 5's training runs write the same ones):
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from vembed_bench.errors import VembedError, where
-from vembed_bench.results import READABLE_SCHEMAS, Result
+from vembed_bench.results import READABLE_SCHEMAS, SCHEMA_VERSION, Result
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPARISON_FILE",
@@ -85,15 +92,36 @@ def _abspath(path: str | Path) -> Path:
     return Path(os.path.abspath(path))
 
 
+def _schema_problem(path: Path, version: object) -> str:
+    """Why a result's ``schema_version`` cannot be read, and what to do about it."""
+    readable = ", ".join(map(str, READABLE_SCHEMAS))
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        from vembed_bench import __version__
+
+        return (
+            f"{path}: result schema {version} was written by a newer vembed-bench; this one "
+            f"({__version__}) reads schemas {readable}: upgrade vembed-bench to include it"
+        )
+    return f"{path}: unsupported result schema {version!r} (this vembed-bench reads {readable})"
+
+
 def read_result_file(path: str | Path, *, strict: bool = True) -> ResultFile | None:
-    """Load one result file; with ``strict=False`` a JSON that is not a result returns ``None``."""
+    """Load one result file.
+
+    With ``strict=False`` (files found under a folder) a JSON file that is not a
+    result record returns ``None``; a file that is not valid JSON, of a schema this
+    version cannot read or damaged raises :class:`VembedError` either way.
+    """
     path = _abspath(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        if strict:
-            raise VembedError(f"{path}: cannot read result file ({err})") from None
-        return None
+    except json.JSONDecodeError as err:
+        raise VembedError(
+            f"{where(path, err.lineno)}: not valid JSON ({err.msg}, column {err.colno}); a "
+            "truncated or damaged file: evaluate again to rewrite it, or remove it"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise VembedError(f"{path}: cannot read result file ({err})") from None
     if not isinstance(record, dict) or not _RESULT_KEYS <= set(record):
         if strict:
             raise VembedError(
@@ -101,11 +129,13 @@ def read_result_file(path: str | Path, *, strict: bool = True) -> ResultFile | N
             )
         return None
     if record.get("schema_version") not in READABLE_SCHEMAS:
-        raise VembedError(f"{path}: unsupported result schema {record.get('schema_version')!r}")
+        raise VembedError(_schema_problem(path, record.get("schema_version")))
     try:
         result = Result.from_dict(record)
-    except (TypeError, ValueError, KeyError) as err:
-        raise VembedError(f"{path}: damaged result file ({err})") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise VembedError(
+            f"{path}: damaged result file ({type(err).__name__}: {err}); evaluate again to rewrite it"
+        ) from None
     # <stem>.grid.png belongs to <stem>.json; <stem>.<settings>.grid.png to a sibling result.
     images = sorted(p for p in path.parent.glob(f"{path.stem}.*png")
                     if p.is_file() and p.name[len(path.stem) + 1:].count(".") == 1)
@@ -116,7 +146,8 @@ def find_result_files(*paths: str | Path) -> list[ResultFile]:
     """Result files named directly, or found recursively under folders, each path once.
 
     A file named directly must be a result; under folders, other JSON files
-    (``comparison.json``, configs) are skipped.
+    (``comparison.json``, configs) are skipped, and files that cannot be read as
+    results (invalid JSON, a newer schema, damaged) are skipped with a warning.
     """
     found: dict[Path, ResultFile] = {}
     for given in paths:
@@ -128,7 +159,11 @@ def find_result_files(*paths: str | Path) -> list[ResultFile]:
             for path in sorted(given.rglob("*.json")):
                 if path.name.startswith(".") or path.name == COMPARISON_FILE:
                     continue
-                loaded = read_result_file(path, strict=False)
+                try:
+                    loaded = read_result_file(path, strict=False)
+                except VembedError as err:
+                    log.warning("skipped %s", err)
+                    continue
                 if loaded is not None:
                     found.setdefault(loaded.path, loaded)
         else:

@@ -29,6 +29,7 @@ __all__ = [
     "Link",
     "Para",
     "Table",
+    "Url",
     "fmt_delta",
     "fmt_p",
     "fmt_score",
@@ -36,6 +37,7 @@ __all__ = [
     "plain_text",
     "relative_link",
     "to_markdown",
+    "web_address",
 ]
 
 
@@ -59,7 +61,16 @@ class Bold:
     text: str
 
 
-Inline = Union[str, Link, Code, Bold]
+@dataclass(frozen=True)
+class Url:
+    """A link to a web page (a paper, a published results table); only ``http(s)`` addresses
+    become links (:func:`web_address`), anything else is shown as text."""
+
+    text: str
+    href: str
+
+
+Inline = Union[str, Link, Code, Bold, Url]
 
 
 @dataclass(frozen=True)
@@ -147,9 +158,17 @@ def plain_text(part: Inline | tuple[Inline, ...]) -> str:
     """The text of inline content without any markup (for CSV and LaTeX)."""
     if isinstance(part, tuple):
         return "".join(plain_text(p) for p in part)
-    if isinstance(part, (Link, Code, Bold)):
+    if isinstance(part, (Link, Code, Bold, Url)):
         return part.text
     return part
+
+
+def web_address(href: str) -> str | None:
+    """``href`` when it is an ``http(s)`` address without spaces, else ``None`` (a task card's
+    ``url`` must not become a ``javascript:`` link in the HTML report)."""
+    href = str(href).strip()
+    ok = href.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in href)
+    return href if ok else None
 
 
 def relative_link(target: Path, doc_dir: Path) -> str:
@@ -172,6 +191,12 @@ def _inline_md(part: Inline | tuple[Inline, ...], doc_dir: Path) -> str:
         return f"`{part.text.replace('`', '')}`"
     if isinstance(part, Bold):
         return f"**{_escape_md(part.text)}**"
+    if isinstance(part, Url):
+        href = web_address(part.href)
+        if href is None:
+            return _escape_md(part.text)
+        href = href.replace("(", "%28").replace(")", "%29").replace("|", "%7C")
+        return f"[{_escape_md(part.text)}]({href})"
     return _escape_md(part)
 
 

@@ -63,6 +63,7 @@ _LATEX_SPECIAL = {
     "−": "$-$",
     "…": r"\ldots{}",
     "→": r"$\rightarrow$",
+    "†": r"\textsuperscript{\dag}",
     "·": r"$\cdot$",
 }
 

@@ -31,8 +31,10 @@ from vembed_bench.report.document import (
     Link,
     Para,
     Table,
+    Url,
     fmt_sort,
     relative_link,
+    web_address,
 )
 
 __all__ = ["render_html"]
@@ -146,6 +148,9 @@ class _Renderer:
             return f"<code>{_esc(part.text)}</code>"
         if isinstance(part, Bold):
             return f"<strong>{_esc(part.text)}</strong>"
+        if isinstance(part, Url):
+            href = web_address(part.href)
+            return f'<a href="{_esc(href)}">{_esc(part.text)}</a>' if href else _esc(part.text)
         return _esc(part)
 
     def cell(self, cell: Cell, numeric: bool) -> str:

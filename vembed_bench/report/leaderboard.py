@@ -58,6 +58,13 @@ from vembed_bench.report.document import (
     fmt_score,
 )
 from vembed_bench.report.ranks import cross_task_rank_blocks, rank_blocks
+from vembed_bench.report.references import (
+    PUBLISHED_FRAGMENT,
+    PUBLISHED_HEADING,
+    REFERENCE_MARK,
+    has_reference,
+    published_table,
+)
 from vembed_bench.report.stats import (
     DEFAULT_RESAMPLES,
     PairedDelta,
@@ -442,10 +449,15 @@ def leaderboard_table(board: Board, pages: Pages) -> Table:
         else:
             delta_row = [Cell(delta or "n/a"), Cell(""), Cell("")]
         label = pages.label(result)
+        shown: str | tuple = label
+        if has_reference(result):
+            mark = Link(REFERENCE_MARK, pages.task_path(board), anchor=published_anchor(board),
+                        fragment=PUBLISHED_FRAGMENT)
+            shown = (label, " ", mark)
         rows.append(
             [
                 Cell(str(rank), sort=rank),
-                Cell(label, sort=label),
+                Cell(shown, sort=label),
                 _score_cell(result, metrics[0]),
                 *delta_row,
                 *(_score_cell(result, m) for m in metrics[1:]),
@@ -559,6 +571,40 @@ def _duplicates_table(board: Board, pages: Pages) -> Table:
     )
 
 
+def published_anchor(board: Board) -> str:
+    """In-page id of a board's published references (unique on the one-page HTML report)."""
+    return f"{PUBLISHED_FRAGMENT}-{board.slug}"
+
+
+def _reference_note(board: Board, pages: Pages) -> tuple:
+    """What the mark beside a row means (nothing when no row has one)."""
+    if not any(has_reference(item.result) for item in board.entries):
+        return ()
+    link = Link(PUBLISHED_HEADING, pages.task_path(board), anchor=published_anchor(board),
+                fragment=PUBLISHED_FRAGMENT)
+    return (f" {REFERENCE_MARK}: the task card publishes a score of this model; see ", link, ".")
+
+
+def _published_blocks(board: Board, pages: Pages) -> list[Block]:
+    """Every result of the board that carries a published reference: ours against it."""
+    items = [*board.entries, *(d for d, _ in board.duplicates), *board.samples,
+             *(item for item, _ in board.apart)]
+    marked = [(pages.label(i.result), i.path, i.result.reference) for i in items
+              if has_reference(i.result)]
+    if not marked:
+        return []
+    return [
+        Heading(2, PUBLISHED_HEADING, anchor=published_anchor(board)),
+        Para((
+            f"Scores the task card publishes for these models ({REFERENCE_MARK} in the table), "
+            "against ours as stored in the result file. Difference: ours − published, ×100, with "
+            "the 95% percentile bootstrap interval of our mean over the queries; reproduced: the "
+            "interval contains 0 (no interval for scores without per-query values).",
+        )),
+        published_table(marked, table_id=f"published-{board.slug}"),
+    ]
+
+
 def _recall_cells(result: Result) -> list[Cell]:
     """A result's measured ANN recall (every cutoff), sample size, seed and reference, as cells."""
     info = result.search_info
@@ -670,6 +716,7 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
                 "Δ vs #1 is the difference to rank 1 on "
                 f"{board.main_metric}. ",
                 method_note(pages.seed, pages.n_resamples),
+                *_reference_note(board, pages),
             )
         ),
         leaderboard_table(board, pages),
@@ -682,6 +729,7 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
         table_id=f"ranks-{board.slug}",
     )
+    blocks += _published_blocks(board, pages)
     blocks += approximate_note(
         [*board.entries, *(item for item, _ in board.apart)], pages, per_result=True
     )
