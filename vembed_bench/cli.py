@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -195,6 +195,9 @@ def tradeoffs_cli(
     indexes: str = typer.Option(
         "flat,hnsw", help="Indexes: flat, hnsw, ivfpq (product-quantised: its own precision; needs a corpus of "
                           "at least 9,984 rows)."),
+    factory: Optional[List[str]] = typer.Option(
+        None, "--factory", help="A faiss index_factory string to measure as well, e.g. 'HNSW32,SQ8' or "
+                                "'IVF256,PQ16' (repeat the flag for more; trained on the corpus)."),
     rescore_factor: int = typer.Option(
         10, help="Binary: rescore this many times the main metric's cutoff of Hamming candidates in float32."),
     latency_queries: int = typer.Option(200, help="Queries timed one at a time (a seeded sample)."),
@@ -235,7 +238,7 @@ def tradeoffs_cli(
 
     show_progress = _SETTINGS.verbosity > 0
     options = TradeoffOptions(
-        dims=dims, precisions=precisions, indexes=indexes, rescore_factor=rescore_factor,
+        dims=dims, precisions=precisions, indexes=indexes, factories=tuple(factory or ()), rescore_factor=rescore_factor,
         latency_queries=latency_queries, warmup=warmup, threads=threads, hnsw_m=hnsw_m,
         ef_construction=ef_construction, ef_search=ef_search, nprobe=nprobe,
     )

@@ -44,6 +44,7 @@ from vembed_bench.atomic import write_json
 from vembed_bench.errors import VembedError
 from vembed_bench.options import EncoderOptions, EvalOptions
 from vembed_bench.search.compressed import (
+    FACTORY_PRECISION,
     INDEXES,
     PQ_PRECISION,
     PRECISIONS,
@@ -73,6 +74,9 @@ _METHOD = {
                "distance (faiss binary index) are rescored by exact float32 inner product; of codes tied at the "
                "cut the flat index keeps the lower corpus positions, HNSW its own choice"),
     "ivfpq": "faiss IVF{nlist},PQ{m}: nlist about 4*sqrt(n), m the largest divisor of dim up to dim/8, 8 bits each",
+    "factory": ("faiss.index_factory(dim, string, METRIC_INNER_PRODUCT), trained on the corpus when it needs "
+                "training; efSearch (at least the rows fetched) and nprobe set where the index has them; "
+                "precision 'own': the string says how vectors are stored"),
     "fidelity": ("recall@k of the variant's top-k ids against exact float32 inner-product search (the "
                  "project's search, flat) of the full-dimension vectors; fidelity_same_dim: against exact "
                  "float32 search at the variant's dim"),
@@ -108,6 +112,19 @@ def _names(flag: str, value: Any, allowed: Sequence[str], what: str) -> tuple[st
     return tuple(dict.fromkeys(names))
 
 
+def _factories(value: Any) -> tuple[str, ...]:
+    """Factory strings, one per ``--factory`` (commas belong to the string: ``IVF256,PQ16``)."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    specs: list[str] = []
+    for item in items:
+        spec = str(item).strip()
+        if not spec or any(c.isspace() for c in spec):
+            raise VembedError(f"--factory {str(item)!r} is not a faiss index_factory string; give one without "
+                              "spaces, e.g. --factory HNSW32,SQ8")
+        specs.append(spec)
+    return tuple(dict.fromkeys(specs))
+
+
 def _dims(value: Any) -> tuple[int | str, ...] | None:
     if value is None:
         return None
@@ -137,6 +154,8 @@ class TradeoffOptions:
     """Dimensions to truncate to (``"full"``: all); None: full, half and quarter."""
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     indexes: tuple[str, ...] = DEFAULT_INDEXES
+    factories: tuple[str, ...] = ()
+    """``faiss.index_factory`` strings measured besides ``indexes`` (each stores vectors its own way)."""
     rescore_factor: int = RESCORE_FACTOR
     latency_queries: int = LATENCY_QUERIES
     warmup: int = WARMUP
@@ -152,6 +171,7 @@ class TradeoffOptions:
         object.__setattr__(self, "dims", _dims(self.dims))
         object.__setattr__(self, "precisions", _names("--precisions", self.precisions, PRECISIONS, "precision"))
         object.__setattr__(self, "indexes", _names("--indexes", self.indexes, INDEXES, "index"))
+        object.__setattr__(self, "factories", _factories(self.factories))
         for name in ("rescore_factor", "latency_queries", "hnsw_m", "ef_construction", "ef_search", "nprobe"):
             _positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
@@ -176,6 +196,18 @@ def resolve_dims(dims: Sequence[int | str] | None, full: int) -> list[int]:
         if dim > full:
             raise VembedError(f"--dims {dim} is larger than the model's {full} dimensions")
     return sorted({d for d in wanted if d >= 1}, reverse=True)
+
+
+def check_factories(factories: Sequence[str], dims: Sequence[int]) -> None:
+    """Refuse, in one line, a factory string faiss will not construct at one of the dims."""
+    from vembed_bench.search.compressed import factory_error
+
+    for spec in factories:
+        for dim in dims:
+            reason = factory_error(spec, dim)
+            if reason is not None:
+                raise VembedError(f"--factory {spec!r}: faiss.index_factory refuses it at dim {dim} ({reason}); "
+                                  "see the faiss wiki 'The index factory' for the syntax")
 
 
 # -- the record -------------------------------------------------------------------------------------
@@ -325,8 +357,9 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
     ``eval_options`` choose the split, query sample, K values, main metric, the
     cache and ``results_dir`` (None writes nothing; otherwise the report and its
     table and, with ``plots``, its plot are written beside the model's results). Bad options, tasks
-    and models are refused in one line before any encoding; a ``dims`` larger
-    than the model's is refused after encoding, before anything is written.
+    and models are refused in one line before any encoding; so are a ``dims``
+    larger than the model's and a factory string faiss refuses at one of the dims
+    (the width is read from the cache, or from encoding one query).
     """
     from vembed_bench.data import TaskCard, resolve_card
     from vembed_bench.data.suites import is_suite
@@ -335,6 +368,7 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
     from vembed_bench.evaluation.stages import (
         Context,
         ModelHandle,
+        cached_embeddings,
         embed,
         load_data,
         search_constraints,
@@ -365,7 +399,12 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
                           "search of the whole corpus")
     context = Context(eval_options)
     try:
-        embedded = embed(data, handle, context.store, timings, batch_size=eval_options.batch_size)
+        embedded = cached_embeddings(data, handle, context.store, timings)
+        if embedded is None:  # check --dims and --factory against the model's width before encoding
+            probe = handle.encoder(timings).encode_queries(data.queries[:1], batch_size=1)
+            dims = resolve_dims(options.dims, int(np.asarray(probe).shape[-1]))
+            check_factories(options.factories, dims)
+            embedded = embed(data, handle, context.store, timings, batch_size=eval_options.batch_size)
     finally:
         handle.close()  # the model is not needed for the measurements: free its memory first
     embedded = DenseMode().prepare(embedded, data)
@@ -373,6 +412,7 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
     corpus = np.ascontiguousarray(embedded.corpus, dtype=np.float32)
     full = int(queries.shape[1])
     dims = resolve_dims(options.dims, full)
+    check_factories(options.factories, dims)
 
     kmax = max(ks)
     fetch = min(len(corpus), kmax + (exclude is not None))
@@ -461,10 +501,21 @@ class _Study:
                         self.skipped.append({"dim": dim, "precision": precision, "index": index, "reason": reason})
                         log.info("skipping d%d %s %s: %s", dim, precision, index, reason)
                         continue
-                    variant = self.measure(q, x, precision, index, fetch, reference, same_dim)
-                    self.variants.append(variant)
-                    if self.on_variant is not None:
-                        self.on_variant(variant)
+                    self.add(self.measure(q, x, precision, index, fetch, reference, same_dim))
+            for spec in self.options.factories:
+                try:
+                    variant = self.measure(q, x, FACTORY_PRECISION, spec, fetch, reference, same_dim)
+                except VembedError as err:  # e.g. too few rows to train its quantisers: the rest still runs
+                    self.skipped.append({"dim": dim, "precision": FACTORY_PRECISION, "index": spec,
+                                         "reason": str(err)})
+                    log.warning("skipping d%d %s: %s", dim, spec, err)
+                    continue
+                self.add(variant)
+
+    def add(self, variant: Variant) -> None:
+        self.variants.append(variant)
+        if self.on_variant is not None:
+            self.on_variant(variant)
 
     def measure(self, q: np.ndarray, x: np.ndarray, precision: str, index: str, fetch: int,
                 reference: np.ndarray, same_dim: np.ndarray) -> Variant:
@@ -541,6 +592,8 @@ def reproduce_command(task: Any, model: Any, model_name: str | None, dims: Seque
              "--k", ",".join(str(k) for k in ks), "--seed", str(eval_options.seed),
              "--dims", ",".join(str(d) for d in dims), "--precisions", ",".join(options.precisions),
              "--indexes", ",".join(options.indexes)]
+    for spec in options.factories:
+        parts += ["--factory", spec]
     if model_name:
         parts += ["--model-name", model_name]
     if eval_options.limit:

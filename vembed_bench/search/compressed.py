@@ -34,11 +34,16 @@ Indexes: ``flat`` compares every stored code; ``hnsw`` is faiss's graph index
 fetched); ``ivfpq`` is inverted lists over a product quantiser, its own
 compression (``pq_subquantizers(d)`` bytes a vector), so it takes no precision
 and needs a corpus large enough to train 256 centroids per sub-quantiser
-(:data:`IVFPQ_MIN_CORPUS`).
+(:data:`IVFPQ_MIN_CORPUS`). Any other faiss index is given by its
+``faiss.index_factory`` string (``HNSW32,SQ8``, ``OPQ16,IVF256,PQ16``): it stores
+vectors its own way (precision :data:`FACTORY_PRECISION`), is trained on the
+corpus when it needs training, and gets ``efSearch`` / ``nprobe`` where it has them.
 
 Memory is measured, not estimated: the bytes of faiss's serialised index (codes,
 graph links, centroids, scalar-quantiser ranges, header), plus the float32
-vectors a binary variant rescores with.
+vectors a binary variant rescores with; ``code_bytes`` is the part that is the
+vectors' codes (faiss's code size times the rows), which the formula of the
+precision predicts (``n * d * 4`` for float32, ``n * ceil(d / 8)`` for binary).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ PRECISIONS = ("float32", "float16", "int8", "binary")
 INDEXES = ("flat", "hnsw", "ivfpq")
 PQ_PRECISION = "pq"
 """The precision an IVF-PQ variant records: its codes are its own compression."""
+FACTORY_PRECISION = "own"
+"""The precision a factory-string variant records: the factory string says how it stores vectors."""
 IVFPQ_MIN_CORPUS = 39 * 256
 """Corpus rows below which IVF-PQ is not trained: its 256-centroid sub-quantisers want faiss's
 recommended 39 training points per centroid."""
@@ -170,13 +177,45 @@ class VariantIndex:
         index_bytes = int(serialise(self._index).nbytes)
         rescore_bytes = int(self._vectors.nbytes) if self._vectors is not None else 0
         total = index_bytes + rescore_bytes
-        return {"index_bytes": index_bytes, "rescore_bytes": rescore_bytes, "total_bytes": total,
+        return {"index_bytes": index_bytes, "code_bytes": code_bytes(faiss, self._index),
+                "rescore_bytes": rescore_bytes, "total_bytes": total,
                 "bytes_per_vector": round(total / max(1, self.n_corpus), 2)}
+
+
+def code_bytes(faiss, index: Any) -> int | None:
+    """Bytes of the stored vector codes alone (faiss's per-vector code size times its rows): of the
+    storage of a graph index, the lists of an IVF one, the inner index of a transform; None when the
+    index type keeps no fixed-size codes."""
+    if isinstance(index, faiss.IndexBinary):
+        return int(index.code_size) * int(index.ntotal)
+    index = faiss.downcast_index(index)
+    if getattr(index, "storage", None) is not None:
+        return code_bytes(faiss, index.storage)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return int(ivf.code_size) * int(ivf.ntotal)
+    if isinstance(index, faiss.IndexPreTransform):
+        return code_bytes(faiss, index.index)
+    size = getattr(index, "code_size", None)
+    return int(size) * int(index.ntotal) if size is not None else None
+
+
+def factory_error(spec: str, dim: int) -> str | None:
+    """Why ``faiss.index_factory`` refuses ``spec`` at ``dim`` with inner product (its last line), or None."""
+    faiss = _faiss()
+    try:
+        faiss.index_factory(int(dim), spec, faiss.METRIC_INNER_PRODUCT)
+    except (RuntimeError, ValueError, TypeError) as err:
+        text = str(err).strip()
+        return text.splitlines()[-1] if text else type(err).__name__
+    return None
 
 
 def build(corpus: np.ndarray, precision: str, index: str, params: IndexParams, fetch: int) -> VariantIndex:
     """Build the variant over ``corpus`` (float32 unit rows); ``fetch`` is the most rows a search asks
     for (HNSW's ``ef_search`` and the binary rescoring depth are raised to it)."""
+    if precision == FACTORY_PRECISION:
+        return build_factory(corpus, index, params, fetch)
     if precision not in PRECISIONS and precision != PQ_PRECISION:
         raise VembedError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if index not in INDEXES:
@@ -213,8 +252,39 @@ def build(corpus: np.ndarray, precision: str, index: str, params: IndexParams, f
         info["faiss_index"] = type(built).__name__
         return VariantIndex(precision, index, d, built, n_corpus=n, params=info)
     except RuntimeError as err:
-        last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise VembedError(f"faiss could not build the {precision}/{index} index at dim {d}: {last}") from None
+        raise VembedError(f"faiss could not build the {precision}/{index} index at dim {d}: {_last_line(err)}"
+                          ) from None
+
+
+def _last_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
+
+
+def build_factory(corpus: np.ndarray, spec: str, params: IndexParams, fetch: int) -> VariantIndex:
+    """The index of a ``faiss.index_factory`` string over ``corpus`` (inner product), trained on the
+    corpus when it needs it, with ``efSearch`` (at least ``fetch``) and ``nprobe`` set where it has
+    them (the parameters set are recorded)."""
+    faiss = _faiss()
+    x = np.ascontiguousarray(corpus, dtype=np.float32)
+    n, d = x.shape
+    try:
+        built = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+        if not built.is_trained:
+            built.train(x)
+        built.add(x)
+    except RuntimeError as err:
+        raise VembedError(f"faiss could not build the index {spec!r} at dim {d} over {n:,} rows: "
+                          f"{_last_line(err)}") from None
+    info: dict[str, Any] = {"faiss_index": spec, "faiss_class": type(faiss.downcast_index(built)).__name__}
+    space = faiss.ParameterSpace()
+    for name, value in (("efSearch", max(params.ef_search, fetch)), ("nprobe", params.nprobe)):
+        try:
+            space.set_index_parameter(built, name, value)
+        except RuntimeError:  # this index has no such parameter
+            continue
+        info[name] = value
+    return VariantIndex(FACTORY_PRECISION, spec, d, built, n_corpus=n, params=info)
 
 
 def _set_symmetric_int8(faiss, index: Any, scales: np.ndarray) -> None:
