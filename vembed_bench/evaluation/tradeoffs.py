@@ -43,6 +43,7 @@ import numpy as np
 from vembed_bench.atomic import write_json
 from vembed_bench.errors import VembedError
 from vembed_bench.options import EncoderOptions, EvalOptions
+from vembed_bench.results import TRADEOFFS_KIND
 from vembed_bench.search.compressed import (
     FACTORY_PRECISION,
     INDEXES,
@@ -58,7 +59,7 @@ from vembed_bench.search.timing import BATCH_SECONDS, LATENCY_QUERIES, WARMUP
 log = logging.getLogger("vembed_bench.run")
 
 SCHEMA_VERSION = 1
-KIND = "vembed-bench tradeoffs"
+KIND = TRADEOFFS_KIND
 DEFAULT_PRECISIONS = PRECISIONS
 DEFAULT_INDEXES = ("flat", "hnsw")
 RESCORE_FACTOR = 10

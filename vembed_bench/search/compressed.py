@@ -48,6 +48,7 @@ precision predicts (``n * d * 4`` for float32, ``n * ceil(d / 8)`` for binary).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,8 +207,7 @@ def factory_error(spec: str, dim: int) -> str | None:
     try:
         faiss.index_factory(int(dim), spec, faiss.METRIC_INNER_PRODUCT)
     except (RuntimeError, ValueError, TypeError) as err:
-        text = str(err).strip()
-        return text.splitlines()[-1] if text else type(err).__name__
+        return _last_line(err)
     return None
 
 
@@ -257,8 +257,13 @@ def build(corpus: np.ndarray, precision: str, index: str, params: IndexParams, f
 
 
 def _last_line(err: BaseException) -> str:
+    """faiss's own words: the last line of its message without the ``Error in <function> at <file>:<line>:``
+    prefix (and an ``Error: '<check>' failed:`` one where a reason follows)."""
     text = str(err).strip()
-    return text.splitlines()[-1] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    line = re.sub(r"^Error in .*? at \S+:\d+: ", "", text.splitlines()[-1])
+    return re.sub(r"^Error: '.*?' failed: (?=\S)", "", line).strip()
 
 
 def build_factory(corpus: np.ndarray, spec: str, params: IndexParams, fetch: int) -> VariantIndex:
