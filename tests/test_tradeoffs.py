@@ -23,6 +23,7 @@ DIM, N_DOCS, N_QUERIES, KS = 32, 200, 40, (1, 5, 10)
 RESCORE_FACTOR = 3  # binary: 3 x 10 = 30 Hamming candidates of 200 rows, then float32 rescoring
 EF_SEARCH = 256  # above the corpus size: HNSW visits every row and must equal exact search
 DIMS = (DIM, 16, 12)  # 12: sign bits padded to 16
+FACTORIES = ("SQfp16", "IVF4096,Flat")  # the second cannot train 4,096 lists on 200 rows: skipped, said
 
 
 class RandomEncoder:
@@ -73,7 +74,7 @@ def study(task: Path, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     options = TradeoffOptions(dims="full,16,12",
                               precisions="float32,float16,int8,binary", indexes="flat,hnsw,ivfpq",
-                              rescore_factor=RESCORE_FACTOR, latency_queries=5, warmup=1, batch_seconds=0.001,
+                              factories=FACTORIES, rescore_factor=RESCORE_FACTOR, latency_queries=5, warmup=1, batch_seconds=0.001,
                               ef_search=EF_SEARCH)
     eval_options = EvalOptions(k_values=KS, cache="off", results_dir=results, show_progress=False)
     report = run_tradeoffs(task, RandomEncoder(), options=options, eval_options=eval_options)
@@ -175,6 +176,48 @@ def test_variant_quality_equals_numpy_by_hand(study, by_hand, dim, precision, in
         assert variant.fidelity[f"fidelity@{cutoff}"] == pytest.approx(overlap, abs=1e-12)
 
 
+@pytest.mark.parametrize("dim", DIMS)
+def test_factory_variant_quality_equals_numpy_by_hand(study, by_hand, dim):
+    """``SQfp16`` through faiss.index_factory stores what a float16 round trip in numpy gives."""
+    from vembed_bench.metrics import score_indices
+
+    report, _ = study
+    data, queries, corpus = by_hand
+    q, x = truncated(queries, dim), truncated(corpus, dim)
+    variant = report.variant(f"d{dim} own SQfp16")
+    expected = score_indices(reference_ids(q, x, "float16", max(KS), 0), data.query_ids(), data.corpus_ids(),
+                             data.qrels, KS)
+    assert variant.scores == pytest.approx(expected.aggregate, abs=1e-12)
+    assert variant.memory["code_bytes"] == N_DOCS * dim * 2 and variant.params["faiss_index"] == "SQfp16"
+
+
+def test_factory_that_cannot_train_is_skipped_with_faiss_reason(study):
+    report, _ = study
+    skipped = [s for s in report.skipped if s["index"] == "IVF4096,Flat"]
+    assert [s["dim"] for s in skipped] == list(DIMS)
+    assert all("4096" in s["reason"] and "200" in s["reason"] for s in skipped), skipped
+    assert "--factory IVF4096,Flat" in report.command and "--factory SQfp16" in report.command
+
+
+@pytest.mark.parametrize("dim", DIMS)
+def test_code_bytes_follow_the_precision_formula(study, dim):
+    """Stored code bytes: n*d*4 (float32), n*d*2 (float16), n*d (int8), n*ceil(d/8) (binary), the same under
+    HNSW (its links are extra, counted in the serialised size); binary also keeps n*d*4 for rescoring."""
+    report, _ = study
+    expected = {"float32": N_DOCS * dim * 4, "float16": N_DOCS * dim * 2, "int8": N_DOCS * dim,
+                "binary": N_DOCS * -(-dim // 8)}
+    for index in ("flat", "hnsw"):
+        for precision, code in expected.items():
+            memory = report.variant(f"d{dim} {precision} {index}").memory
+            assert memory["code_bytes"] == code, (precision, index)
+            assert memory["index_bytes"] > code  # header, scales, graph links on top of the codes
+            rescore = N_DOCS * dim * 4 if precision == "binary" else 0
+            assert memory["rescore_bytes"] == rescore
+            assert memory["total_bytes"] == memory["index_bytes"] + rescore
+    flat, hnsw = (report.variant(f"d{dim} float32 {i}").memory["index_bytes"] for i in ("flat", "hnsw"))
+    assert hnsw - flat >= N_DOCS * 4 * 16  # at least M=32 links of 4 bytes on layer 0 for most nodes
+
+
 def test_full_float32_flat_equals_eval_and_quantised_variants_store_less(study, task):
     from vembed_bench.evaluation import evaluate
 
@@ -213,6 +256,7 @@ def test_ivfpq_on_a_big_enough_corpus_stores_pq_codes():
     built = build(x, "pq", "ivfpq", IndexParams(), 10)
     scores, ids = built.search(x[:20], 10)
     assert pq_subquantizers(32) == 4 and built.params["pq_subquantizers"] == 4
+    assert built.memory()["code_bytes"] == 4 * len(x)  # one byte per sub-quantiser a row
     assert ids.shape == (20, 10) and ids.min() >= 0 and (np.diff(scores, axis=1) <= 0).all()
     assert built.memory()["index_bytes"] < 4 * 32 * len(x) // 4  # 4 code bytes a row, far below float32
     assert pq_subquantizers(96) == 12 and pq_subquantizers(100) == 10 and pq_subquantizers(7) == 1
@@ -345,6 +389,11 @@ def _common(tmp_path: Path) -> list[str]:
     (["--dims", "64"], "error: --dims 64 is larger than the model's 32 dimensions"),
     (["--dims", "16,-4"], "error: --dims '-4' is not a dimension"),
     (["--threads", "0"], "error: --threads 0 must be a positive integer"),
+    (["--factory", "PQ5"], "error: --factory 'PQ5': faiss.index_factory refuses it at dim 32 (The dimension of "
+                           "the vector (d) should be a multiple of the number of subquantizers (M))"),
+    (["--dims", "full,16", "--factory", "HNSW8,Nonsense"], "error: --factory 'HNSW8,Nonsense': faiss.index_factory "
+                                                           "refuses it at dim 32"),
+    (["--factory", "IVF8, PQ4"], "error: --factory 'IVF8, PQ4' is not a faiss index_factory string"),
 ])
 def test_cli_refuses_bad_values_in_one_line_and_writes_nothing(capsys, tmp_path, tiny_model, small_task, args,
                                                                expected):
@@ -356,6 +405,7 @@ def test_cli_refuses_bad_values_in_one_line_and_writes_nothing(capsys, tmp_path,
     assert code == 2, err
     assert lines == [expected] or (len(lines) == 1 and lines[0].startswith(expected)), err
     assert not (tmp_path / "res").exists()
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # refused before the encode
 
 
 def test_cli_runs_a_small_study_and_writes_the_report(capsys, tmp_path, tiny_model, small_task):
@@ -364,13 +414,33 @@ def test_cli_runs_a_small_study_and_writes_the_report(capsys, tmp_path, tiny_mod
 
     code, out, err = cli(capsys, "tradeoffs", "-t", str(small_task), "-m", str(tiny_model), "--dims", "full,16",
                          "--precisions", "float32,int8,binary", "--indexes", "flat", "--latency-queries", "3",
-                         "--threads", "1", "--k", "1,5", "--no-plots", *_common(tmp_path))
+                         "--threads", "1", "--k", "1,5", "--main-metric", "ndcg@5", *_common(tmp_path))
     assert code == 0, err
     files = sorted((tmp_path / "res").rglob("*.tradeoffs.*"))
-    assert [f.name for f in files] == ["test.tradeoffs.json", "test.tradeoffs.md"]
+    assert [f.name for f in files] == ["test.tradeoffs.json", "test.tradeoffs.md", "test.tradeoffs.plot.png",
+                                       "test.tradeoffs.plot.svg"]
+    assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in files[3].read_bytes()[:500]
     report = load_tradeoffs(files[0])
     assert [v.label for v in report.variants] == ["d32 float32 flat", "d32 int8 flat", "d32 binary flat",
                                                   "d16 float32 flat", "d16 int8 flat", "d16 binary flat"]
     assert report.measurement["threads"] == 1 and report.measurement["threads_requested"] == 1
     assert "binary" in out and "int8" in out
     assert str(files[0]) in out.replace("\n", "")
+
+    # every printed row comes from the file: the Markdown written beside it is the table of the loaded report
+    from vembed_bench.report.tradeoffs import markdown
+
+    assert files[1].read_text() == markdown(report, "test.tradeoffs.plot.png")
+
+    # the leaderboard over the folder lists the eval result and passes over the trade-off report
+    code, _, err = cli(capsys, "-q", "eval", "-t", str(small_task), "-m", str(tiny_model), "--k", "1,5",
+                       "--main-metric", "ndcg@5", *_common(tmp_path))
+    assert code == 0, err
+    code, _, err = cli(capsys, "-q", "leaderboard", str(tmp_path / "res"), "-o", str(tmp_path / "lb"), "--no-plots",
+                       "--no-html", "--resamples", "100")
+    assert code == 0, err
+    assert report.model in (tmp_path / "lb" / "README.md").read_text()
+    code, _, err = cli(capsys, "-q", "leaderboard", str(files[0]), "-o", str(tmp_path / "lb2"))
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {files[0]}: a deployment trade-off report, not an eval result; its table is the "
+        "test.tradeoffs.md beside it (leaderboard folders pass over it)"]

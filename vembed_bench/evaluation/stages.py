@@ -238,7 +238,8 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
     """
     multi = handle.multi_vector
     contains = store.contains_multi if multi else store.contains
-    cached = cached_embeddings(data, handle, store, timings)
+    key = _manifest_key(data, handle, store)
+    cached = _from_manifest(data, handle, store, timings, key)
     if cached is not None:
         return cached
 
@@ -316,9 +317,13 @@ def cached_embeddings(data: TaskData, handle: ModelHandle, store: EmbeddingCache
     Callers that must check the vectors' shape before paying for an encode (``tradeoffs --dims``)
     look here first.
     """
+    return _from_manifest(data, handle, store, timings, _manifest_key(data, handle, store))
+
+
+def _from_manifest(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: dict[str, float],
+                   key: str | None) -> Embedded | None:
     multi = handle.multi_vector
     contains, load = (store.contains_multi, store.load_multi) if multi else (store.contains, store.load)
-    key = _manifest_key(data, handle, store)
     manifest = store.read_manifest(key) if key else None
     if manifest is None or not all(contains(manifest[k]) for k in ("query_key", "document_key")):
         return None
