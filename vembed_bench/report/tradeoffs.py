@@ -23,7 +23,7 @@ from vembed_bench.report.files import write_bytes, write_text
 if TYPE_CHECKING:
     from vembed_bench.evaluation.tradeoffs import TradeoffReport, Variant
 
-_MARKERS = {"float32": "o", "float16": "s", "int8": "^", "binary": "D", "pq": "P"}
+_MARKERS = {"float32": "o", "float16": "s", "int8": "^", "binary": "D", "pq": "P", "own": "X"}
 _INDEX_FILL = {"flat": "full", "hnsw": "none", "ivfpq": "full"}
 
 
