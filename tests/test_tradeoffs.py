@@ -324,7 +324,8 @@ def test_report_round_trips_and_names_what_reproduces_it(study, task, by_hand):
                  "--rescore-factor 3", "--latency-queries 5", "--ef-search 256", "--k 1,5,10", "--seed 0"):
         assert flag in stored["command"]
     for variant in stored["variants"]:
-        assert variant["latency"]["queries"] == 5 and variant["latency"]["p50_ms"] <= variant["latency"]["p99_ms"]
+        assert variant["latency"]["queries"] == 5 and 0 < variant["latency"]["p50_ms"] <= variant["latency"]["p99_ms"]
+        assert variant["throughput"]["qps"] > 0 and variant["build_seconds"] >= 0
         assert variant["throughput"]["batch"] == N_QUERIES and variant["throughput"]["calls"] >= 3
 
 
@@ -444,3 +445,10 @@ def test_cli_runs_a_small_study_and_writes_the_report(capsys, tmp_path, tiny_mod
     assert code == 2 and err.strip().splitlines() == [
         f"error: {files[0]}: a deployment trade-off report, not an eval result; its table is the "
         "test.tradeoffs.md beside it (leaderboard folders pass over it)"]
+
+    # served from the embedding cache now: a too-wide --dims is still refused before anything is written
+    code, _, err = cli(capsys, "-q", "tradeoffs", "-t", str(small_task), "-m", str(tiny_model), "--dims", "64",
+                       "--results-dir", str(tmp_path / "res2"), "--cache-dir", str(tmp_path / "cache"),
+                       "--device", "cpu")
+    assert code == 2 and err.strip().splitlines() == ["error: --dims 64 is larger than the model's 32 dimensions"]
+    assert not (tmp_path / "res2").exists()
