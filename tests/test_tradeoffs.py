@@ -452,3 +452,14 @@ def test_cli_runs_a_small_study_and_writes_the_report(capsys, tmp_path, tiny_mod
                        "--device", "cpu")
     assert code == 2 and err.strip().splitlines() == ["error: --dims 64 is larger than the model's 32 dimensions"]
     assert not (tmp_path / "res2").exists()
+
+
+def test_default_dims_are_full_half_and_quarter_and_nothing_is_written_without_a_folder(task):
+    from vembed_bench.evaluation.tradeoffs import TradeoffOptions, run_tradeoffs
+    from vembed_bench.options import EvalOptions
+
+    options = TradeoffOptions(precisions="float32", indexes="flat", latency_queries=2, warmup=0, batch_seconds=0.001)
+    report = run_tradeoffs(task, RandomEncoder(), options=options,
+                           eval_options=EvalOptions(k_values=KS, cache="off", results_dir=None, show_progress=False))
+    assert [v.label for v in report.variants] == [f"d{d} float32 flat" for d in (DIM, DIM // 2, DIM // 4)]
+    assert report.variants[0].fidelity[f"fidelity@{max(KS)}"] == 1.0

@@ -376,12 +376,12 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
         task_info,
         task_plan,
     )
-    from vembed_bench.search.compressed import _faiss
+    from vembed_bench.search.compressed import require_faiss
 
     options = options or TradeoffOptions()
     eval_options = eval_options or EvalOptions()
     encoder_options = encoder_options or EncoderOptions()
-    _faiss()
+    require_faiss()
     card = task if isinstance(task, TaskCard) else resolve_card(task)
     if is_suite(card):
         raise VembedError(f"task {card.name} is a suite card; run tradeoffs on one of its member tasks")
@@ -401,10 +401,11 @@ def run_tradeoffs(task: Any, model: Any, *, options: TradeoffOptions | None = No
     context = Context(eval_options)
     try:
         embedded = cached_embeddings(data, handle, context.store, timings)
-        if embedded is None:  # check --dims and --factory against the model's width before encoding
-            probe = handle.encoder(timings).encode_queries(data.queries[:1], batch_size=1)
-            dims = resolve_dims(options.dims, int(np.asarray(probe).shape[-1]))
-            check_factories(options.factories, dims)
+        if embedded is None:
+            if options.dims is not None or options.factories:
+                # check --dims and --factory against the model's width (one query) before the encode
+                probe = handle.encoder(timings).encode_queries(data.queries[:1], batch_size=1)
+                check_factories(options.factories, resolve_dims(options.dims, int(np.asarray(probe).shape[-1])))
             embedded = embed(data, handle, context.store, timings, batch_size=eval_options.batch_size)
     finally:
         handle.close()  # the model is not needed for the measurements: free its memory first

@@ -90,7 +90,8 @@ class IndexParams:
                 raise VembedError(f"index parameter {name} {value!r} must be a positive integer")
 
 
-def _faiss():
+def require_faiss():
+    """faiss, or a one-line error naming the extra that installs it."""
     try:
         import faiss
     except ImportError:
@@ -173,7 +174,7 @@ class VariantIndex:
 
     def memory(self) -> dict[str, int]:
         """Bytes of the serialised faiss index and of the float32 vectors binary rescoring reads."""
-        faiss = _faiss()
+        faiss = require_faiss()
         serialise = faiss.serialize_index_binary if self.precision == "binary" else faiss.serialize_index
         index_bytes = int(serialise(self._index).nbytes)
         rescore_bytes = int(self._vectors.nbytes) if self._vectors is not None else 0
@@ -203,7 +204,7 @@ def code_bytes(faiss, index: Any) -> int | None:
 
 def factory_error(spec: str, dim: int) -> str | None:
     """Why ``faiss.index_factory`` refuses ``spec`` at ``dim`` with inner product (its last line), or None."""
-    faiss = _faiss()
+    faiss = require_faiss()
     try:
         faiss.index_factory(int(dim), spec, faiss.METRIC_INNER_PRODUCT)
     except (RuntimeError, ValueError, TypeError) as err:
@@ -220,7 +221,7 @@ def build(corpus: np.ndarray, precision: str, index: str, params: IndexParams, f
         raise VembedError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if index not in INDEXES:
         raise VembedError(f"unknown index {index!r}; choose from {', '.join(INDEXES)}")
-    faiss = _faiss()
+    faiss = require_faiss()
     x = np.ascontiguousarray(corpus, dtype=np.float32)
     n, d = x.shape
     ip = faiss.METRIC_INNER_PRODUCT
@@ -270,7 +271,7 @@ def build_factory(corpus: np.ndarray, spec: str, params: IndexParams, fetch: int
     """The index of a ``faiss.index_factory`` string over ``corpus`` (inner product), trained on the
     corpus when it needs it, with ``efSearch`` (at least ``fetch``) and ``nprobe`` set where it has
     them (the parameters set are recorded)."""
-    faiss = _faiss()
+    faiss = require_faiss()
     x = np.ascontiguousarray(corpus, dtype=np.float32)
     n, d = x.shape
     try:
