@@ -14,7 +14,8 @@ import sys
 from typer.testing import CliRunner
 from vembed_bench.cli import app
 runner = CliRunner()
-for args in (["--help"], ["eval", "--help"], ["tasks", "--help"], ["demo", "--help"], ["tasks"]):
+for args in (["--help"], ["eval", "--help"], ["tradeoffs", "--help"], ["tasks", "--help"], ["demo", "--help"],
+             ["tasks"]):
     out = runner.invoke(app, args)
     assert out.exit_code == 0, (args, out.output)
 heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers", "faiss", "mteb", "ray")

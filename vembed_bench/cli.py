@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -179,6 +179,83 @@ def eval_command(
                     dry_run=dry_run, json_output=json_output)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("tradeoffs")
+def tradeoffs_cli(
+    task: str = typer.Option(..., "--task", "-t", help="Task card name, card path, or BEIR folder."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id when online)."),
+    model_name: Optional[str] = typer.Option(None, help="Display name in the result and its folder name."),
+    dims: Optional[str] = typer.Option(
+        None, help="Leading-dimension sizes, truncated and renormalised from one encode (e.g. full,256,128; "
+                   "default: full, half and quarter)."),
+    precisions: str = typer.Option(
+        "float32,float16,int8,binary", help="Stored precisions: float32, float16, int8 (per-dimension symmetric "
+                                            "scale), binary (sign bits, then float32 rescoring)."),
+    indexes: str = typer.Option(
+        "flat,hnsw", help="Indexes: flat, hnsw, ivfpq (product-quantised: its own precision; needs a corpus of "
+                          "at least 9,984 rows)."),
+    factory: Optional[List[str]] = typer.Option(
+        None, "--factory", help="A faiss index_factory string to measure as well, e.g. 'HNSW32,SQ8' or "
+                                "'IVF256,PQ16' (repeat the flag for more; trained on the corpus)."),
+    rescore_factor: int = typer.Option(
+        10, help="Binary: rescore this many times the main metric's cutoff of Hamming candidates in float32."),
+    latency_queries: int = typer.Option(200, help="Queries timed one at a time (a seeded sample)."),
+    warmup: int = typer.Option(10, help="Untimed searches before each variant's latency is timed."),
+    threads: Optional[int] = typer.Option(None, help="faiss threads while building and timing (1: single thread; "
+                                                     "default: faiss's)."),
+    hnsw_m: int = typer.Option(32, help="HNSW: links per node."),
+    ef_construction: int = typer.Option(40, help="HNSW: candidate list while building."),
+    ef_search: int = typer.Option(64, help="HNSW: candidate list while searching (at least the rows fetched)."),
+    nprobe: int = typer.Option(16, help="IVF-PQ: inverted lists visited per query."),
+    split: Optional[str] = typer.Option(None, help="Split to evaluate (default: the card's first)."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded sample of N queries."),
+    seed: int = typer.Option(0, help="Seed of --limit and of the latency sample."),
+    k: Optional[str] = typer.Option(None, "--k", help=_K_HELP),
+    main_metric: Optional[str] = typer.Option(None, help="Override the card's main metric."),
+    backend: str = typer.Option("auto", help="Search backend of the exact float32 reference."),
+    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),
+    results_dir: Path = typer.Option(Path("results"), help="Where the report is written (beside the model's "
+                                                          "results)."),
+    plots: bool = typer.Option(True, help="Write the plot (PNG and SVG; needs matplotlib)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    model_type: Optional[str] = typer.Option(None, help="Override model type detection."),
+    pooling: Optional[str] = typer.Option(None, help="Pooling for HF encoders: cls, mean, last."),
+    query_prompt: Optional[str] = typer.Option(None, help="Prefix or {text}/{instruction} template for queries."),
+    document_prompt: Optional[str] = typer.Option(None, help="Prefix or template for documents."),
+    max_length: Optional[int] = typer.Option(None, help="Truncate inputs to this many tokens."),
+    device: Optional[str] = typer.Option(None, help="Encoding device: cpu, cuda, cuda:1, mps."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (default: bf16 on GPU)."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model code from the model folder to run."),
+    data_root: Optional[Path] = typer.Option(
+        None, help="Folder holding downloaded benchmark data (default: $VEMBED_DATA_ROOT)."),
+) -> None:
+    """Quality, latency and memory across embedding dims, precisions and indexes, from one encode."""
+    from vembed_bench.options import EncoderOptions, EvalOptions
+    from vembed_bench.evaluation.tradeoffs import TradeoffOptions
+
+    show_progress = _SETTINGS.verbosity > 0
+    options = TradeoffOptions(
+        dims=dims, precisions=precisions, indexes=indexes, factories=tuple(factory or ()), rescore_factor=rescore_factor,
+        latency_queries=latency_queries, warmup=warmup, threads=threads, hnsw_m=hnsw_m,
+        ef_construction=ef_construction, ef_search=ef_search, nprobe=nprobe,
+    )
+    eval_options = EvalOptions(split=split, limit=limit, seed=seed, k_values=k, main_metric=main_metric,
+                               backend=backend, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
+                               results_dir=results_dir, show_progress=show_progress)
+    encoder_options = EncoderOptions(
+        model_type=model_type, pooling=pooling, query_prompt=query_prompt, document_prompt=document_prompt,
+        max_length=max_length, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+        show_progress=show_progress,
+    )
+    from vembed_bench.data.data_root import set_data_root
+    from vembed_bench.report.tradeoffs import print_report
+
+    set_data_root(data_root)
+    print_report(task, model, model_name, options, eval_options, encoder_options, plots=plots,
+                 json_output=json_output)
 
 
 @app.command("demo")

@@ -21,6 +21,9 @@ SCHEMA_VERSION = 2
 """2 added ``settings`` and ``settings_key`` (the result's identity beside model and task);
 version-1 files still load, their settings rebuilt from ``limit`` and ``seed``."""
 READABLE_SCHEMAS = (1, SCHEMA_VERSION)
+TRADEOFFS_KIND = "vembed-bench tradeoffs"
+"""The ``kind`` of a deployment trade-off report (``<split>[.<key>].tradeoffs.json`` beside results):
+readers of results recognise it and pass over it."""
 
 
 @dataclass

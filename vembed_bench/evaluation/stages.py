@@ -237,16 +237,11 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
     assembles them (:mod:`vembed_bench.distributed`).
     """
     multi = handle.multi_vector
-    contains, load = (store.contains_multi, store.load_multi) if multi else (store.contains, store.load)
+    contains = store.contains_multi if multi else store.contains
     key = _manifest_key(data, handle, store)
-    manifest = store.read_manifest(key) if key else None
-    if manifest is not None and all(contains(manifest[k]) for k in ("query_key", "document_key")):
-        log.info("embeddings of %s on %s found in the cache", handle.label, data.name)
-        with timed(timings, "encode_queries"):
-            queries = load(manifest["query_key"])
-        with timed(timings, "encode_corpus"):
-            corpus = load(manifest["document_key"])
-        return Embedded(queries, corpus, manifest["name"], manifest["model_info"])
+    cached = _from_manifest(data, handle, store, timings, key)
+    if cached is not None:
+        return cached
 
     encoder = handle.encoder(timings)
     description = encoder.describe()
@@ -313,6 +308,31 @@ def _stack(vectors: list[Any], multi: bool) -> Any:
     if not vectors:
         return np.zeros((0, 0), dtype=np.float32)
     return np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
+
+
+def cached_embeddings(data: TaskData, handle: ModelHandle, store: EmbeddingCache,
+                      timings: dict[str, float]) -> Embedded | None:
+    """The embeddings :func:`embed` would return from a full cache hit (no model loaded), else None.
+
+    Callers that must check the vectors' shape before paying for an encode (``tradeoffs --dims``)
+    look here first.
+    """
+    return _from_manifest(data, handle, store, timings, _manifest_key(data, handle, store))
+
+
+def _from_manifest(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: dict[str, float],
+                   key: str | None) -> Embedded | None:
+    multi = handle.multi_vector
+    contains, load = (store.contains_multi, store.load_multi) if multi else (store.contains, store.load)
+    manifest = store.read_manifest(key) if key else None
+    if manifest is None or not all(contains(manifest[k]) for k in ("query_key", "document_key")):
+        return None
+    log.info("embeddings of %s on %s found in the cache", handle.label, data.name)
+    with timed(timings, "encode_queries"):
+        queries = load(manifest["query_key"])
+    with timed(timings, "encode_corpus"):
+        corpus = load(manifest["document_key"])
+    return Embedded(queries, corpus, manifest["name"], manifest["model_info"])
 
 
 def _manifest_key(data: TaskData, handle: ModelHandle, store: EmbeddingCache) -> str | None:

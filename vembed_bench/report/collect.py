@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from vembed_bench.errors import VembedError, where
-from vembed_bench.results import READABLE_SCHEMAS, SCHEMA_VERSION, Result
+from vembed_bench.results import READABLE_SCHEMAS, SCHEMA_VERSION, TRADEOFFS_KIND, Result
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,11 @@ def read_result_file(path: str | Path, *, strict: bool = True) -> ResultFile | N
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise VembedError(f"{path}: cannot read result file ({err})") from None
+    if isinstance(record, dict) and record.get("kind") == TRADEOFFS_KIND:
+        if strict:
+            raise VembedError(f"{path}: a deployment trade-off report, not an eval result; its table is the "
+                              f"{path.with_suffix('.md').name} beside it (leaderboard folders pass over it)")
+        return None
     if not isinstance(record, dict) or not _RESULT_KEYS <= set(record):
         if strict:
             raise VembedError(
