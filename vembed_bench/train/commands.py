@@ -85,11 +85,12 @@ def missing_inputs(recipe: Any) -> list[str]:
                 missing.append(f"data.image_root {recipe.data.image_root} (looked at {root})")
         except VembedError as err:
             missing.append(str(err))
-    for task in recipe.eval.tasks:
-        try:
-            resolve_card(task)
-        except VembedError as err:
-            missing.append(f"eval task {task}: {err}")
+    for kind, tasks in (("eval task", recipe.eval.tasks), ("guard task", recipe.eval.guard_tasks)):
+        for task in tasks:
+            try:
+                resolve_card(task)
+            except VembedError as err:
+                missing.append(f"{kind} {task}: {err}")
     return missing
 
 
