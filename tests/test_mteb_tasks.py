@@ -70,12 +70,22 @@ def test_pipeline_and_mteb_agree_and_export_round_trips(tmp_path: Path, mteb_env
 
     (path,) = export_mteb(ours, tmp_path / "mteb-results")
     assert path.name == "TinyLocal.json" and path.parent.parent.name == f"vembed-bench__{ours.model}"
+    assert path.parent.parent.parent == tmp_path / "mteb-results" / "results"
     loaded = TaskResult.from_disk(path)
     (exported,) = loaded.scores["test"]
     for key in KEYS:
         assert exported[key] == pytest.approx(theirs[key], abs=1e-5), key
     assert exported["main_score"] == pytest.approx(theirs["main_score"], abs=1e-5)
     assert loaded.task_name == "TinyLocal"
+    assert exported["languages"] == ["eng-Latn"]  # the mteb task's languages, which get_score needs
+    assert loaded.get_score() == pytest.approx(theirs["main_score"], abs=1e-5)
+    # mteb's own result cache loads the folder, with the model's metadata.
+    cache = mteb_env.ResultCache(tmp_path / "mteb-results")
+    benchmark = cache.load_results()
+    (model_result,) = benchmark.model_results
+    assert model_result.model_name == f"vembed-bench/{ours.model}"
+    (task_result,) = model_result.task_results
+    assert task_result.get_score() == pytest.approx(ours.main_score, abs=1e-6)  # mteb keeps 6 decimals
 
 
 def test_mteb_cards_fail_in_one_line(tmp_path: Path) -> None:

@@ -143,6 +143,24 @@ def test_page_is_self_contained(report):
     assert len(page.tables["overview-table"]) == 8
 
 
+def test_sort_keys_are_written_at_a_fixed_precision(report):
+    """``repr`` of a computed float carries last bits that differ between machines; every
+    numeric sort key has exactly six decimals, so a fresh checkout rewrites the same bytes."""
+    text = report.read_text()
+    keys = re.findall(r'<td class="num" data-sort="([^"]*)"', text)
+    assert len(keys) > 100
+    assert all(re.fullmatch(r"-?\d+\.\d{6}", key) for key in keys), [
+        k for k in keys if not re.fullmatch(r"-?\d+\.\d{6}", k)
+    ][:5]
+    # The metric definitions are written once, as the last section, and every task links there.
+    assert text.count('id="metric-definitions"') == 1
+    assert text.rindex("<section>") < text.index('id="metric-definitions"')
+    assert text.count('href="#metric-definitions"') >= 3
+    # The full metric table of a task is folded under its headline table.
+    assert re.search(r"<details><summary>All \d+ metrics</summary>\n<div class=\"scroll\">"
+                     r"<table class=\"sortable\" id=\"board-faq_en-test-all\">", text)
+
+
 @needs_chromium
 def test_tables_render_and_sort_in_chromium(report, tmp_path):
     url = report.as_uri()

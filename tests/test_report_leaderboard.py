@@ -105,9 +105,20 @@ def test_task_page_ranks_and_scores_match_the_json(board_dir):
     assert [r["model"] for r in rows] == expected_order
     assert [r["#"] for r in rows] == [str(i) for i in range(1, 8)]
     leader = records[expected_order[0]]
+    # The headline shows the main metric and recall@K at the task's K values; the folded
+    # table below it has every metric of the same rows, in the same order.
+    assert list(rows[0])[:9] == ["#", "model", "ndcg@10", "Δ vs #1", "95% CI", "p",
+                                 "recall@1", "recall@5", "recall@10"]
+    full = md_table(page, "<details>")
+    assert [r["model"] for r in full] == expected_order
+    for row in full:
+        record = records[row["model"]]
+        assert list(row)[2] == "ndcg@10" and sorted(list(row)[2:]) == sorted(record["scores"])
+        for metric, value in record["scores"].items():
+            assert row[metric] == f"{100 * value:.2f}"
     for row in rows:
         record = records[row["model"]]
-        for metric in ("ndcg@10", "recall@1", "hit@5", "map@10", "precision@1"):
+        for metric in ("ndcg@10", "recall@1", "recall@5", "recall@10"):
             assert row[metric] == f"{100 * record['scores'][metric]:.2f}"
         assert row["dim"] == str(record["embedding_dim"])
         assert strip_link(row["result"]) == "json"
@@ -147,10 +158,12 @@ def test_incomparable_results_are_listed_apart_with_the_reason(board_dir):
     faq = (out / "tasks" / "faq_en-test.md").read_text()
     ranked = md_table(faq, "| # |")
     assert not any("sampled" in r["result"] for r in ranked)  # the 20-query --limit sample
-    apart = md_table(faq, "## Not comparable")
-    assert len(apart) == 1 and "sampled/text-small" in apart[0]["result"]
-    assert apart[0]["why it is not in the table"].startswith("different data")
-    assert "20 vs 60 queries" in apart[0]["why it is not in the table"]
+    assert "## Not comparable" not in faq  # a sample is listed as a sample, not as other data
+    (sample,) = md_table(faq, "## Query samples (not ranked)")
+    assert "sampled/text-small" in sample["result"]
+    record = raw("sampled/text-small-dc3d9353/faq_en/test.json")
+    assert sample["sample"] == f"query sample: limit {record['limit']}, seed {record['seed']}"
+    assert sample["queries"] == "20" and sample["score"] == f"{100 * record['scores']['ndcg@10']:.2f}"
     docs = (out / "tasks" / "docs_en-test.md").read_text()
     assert [r["model"] for r in md_table(docs, "| # |")] == ["text-base", "text-small"]
     (row,) = md_table(docs, "## Not comparable")
@@ -161,6 +174,9 @@ def test_incomparable_results_are_listed_apart_with_the_reason(board_dir):
     overview = (out / "README.md").read_text()
     apart_rows = md_table(overview, "## Results not comparable")
     assert sorted(strip_link(r["task"]) for r in apart_rows) == ["docs_en", "faq_en"]
+    assert {strip_link(r["task"]): r["reason"] for r in apart_rows}["faq_en"] == (
+        "query sample: limit 20, seed 0"
+    )
 
 
 def test_overview_scores_and_suite_averages(board_dir):
@@ -195,10 +211,11 @@ def test_training_run_page_and_repeat_detection(board_dir):
         assert row["zero-shot"] == f"{100 * base['scores'][metric]:.2f}"
         assert row["fine-tuned"] == f"{100 * tuned['scores'][metric]:.2f}"
     faq = (out / "tasks" / "faq_en-test.md").read_text()
-    (repeat,) = md_table(faq, "## Repeated evaluations")
+    (repeat,) = md_table(faq, "## Duplicates (shown once)")
     # The zero-shot copy inside the run folder repeats the top-level file, which is the one used.
     assert "runs/text-small-faq" in repeat["result"] and "runs/" not in repeat["used instead"]
-    assert repeat["note"] == "identical scores"
+    assert repeat["note"] == "identical scores" and repeat["shown as"] == "text-small"
+    assert [r["model"] for r in md_table(faq, "| # |")].count("text-small") == 1
 
 
 def test_comparison_table_golden_and_refusals(tmp_path):
@@ -294,5 +311,89 @@ def test_a_limited_sample_never_heads_a_board_even_when_more_numerous(tmp_path):
         samples.append(item)
     board = build_boards([*samples, full])[0]
     assert [e.result.model for e in board.entries] == [full.result.model]
-    reasons = [reason for _, reason in board.apart]
-    assert len(reasons) == 3 and all("limit 20 vs None" in r for r in reasons)
+    assert board.apart == [] and sorted(s.result.model for s in board.samples) == ["a", "b", "c"]
+
+
+def _variant(source: str, target: Path, **changes) -> Path:
+    """A copy of a fixture result with some fields changed (``model_info`` merged), saved at
+    ``target``; returns the path."""
+    item = read_result_file(FIXTURES / source)
+    result = item.result
+    for name, value in changes.items():
+        setattr(result, name, {**getattr(result, name), **value} if name == "model_info" else value)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return result.save(target)
+
+
+def test_identical_results_collapse_into_one_row_and_are_listed_as_duplicates(tmp_path):
+    """The full-width Matryoshka view and a renamed copy are the same result as text-base; a
+    max-length change is not, even with equal scores, and it is named in the label."""
+    root = tmp_path / "results"
+    shutil.copytree(FIXTURES / "text-base-5362cc99", root / "text-base-5362cc99")
+    source = "text-base-5362cc99/faq_en/test.json"
+    _variant(source, root / "matryoshka/dim768/text-base-5362cc99/faq_en/test.json",
+             model_info={"matryoshka_dim": 768})
+    _variant(source, root / "copies/alias/faq_en/test.json", model="text-base-alias")
+    fingerprint = raw(source)["model_info"]["fingerprint"]
+    _variant(source, root / "copies/short/faq_en/test.json",
+             model_info={"max_length": 128, "fingerprint": fingerprint[::-1]})
+    out = tmp_path / "out"
+    write_leaderboards([root], out, plots=False, html=False)
+
+    faq = (out / "tasks" / "faq_en-test.md").read_text()
+    rows = md_table(faq, "| # |")
+    # Equal scores: both rank 1, ordered by label; neither copy of the same result is a row.
+    assert [(r["#"], r["model"]) for r in rows] == [
+        ("1", "text-base [max_length 128]"),
+        ("1", "text-base [max_length 256]"),
+    ]
+    assert "short/" in rows[0]["result"] and "text-base-5362cc99/faq_en" in rows[1]["result"]
+    duplicates = {r["model"]: r for r in md_table(faq, "## Duplicates (shown once)")}
+    assert sorted(duplicates) == ["text-base (dim 768) [max_length 256]", "text-base-alias"]
+    for row in duplicates.values():
+        assert row["shown as"] == "text-base [max_length 256]"
+        assert "text-base-5362cc99/faq_en/test.json" in row["used instead"]
+        assert row["note"].endswith("identical scores")
+    assert duplicates["text-base (dim 768) [max_length 256]"]["note"].startswith(
+        "a Matryoshka view keeping all 768 dimensions is the full model"
+    )
+    # The overview has one row per distinct result: nothing bold twice for one number.
+    overview = {r["model"]: r for r in md_table((out / "README.md").read_text(), "| model |")}
+    assert sorted(overview) == ["text-base [max_length 128]", "text-base [max_length 256]"]
+    faq_col = next(c for c in overview["text-base [max_length 256]"] if c.startswith("[faq_en"))
+    assert overview["text-base [max_length 256]"]["[docs_en (ndcg@10)](tasks/docs_en-test.md)"]
+    assert not overview["text-base [max_length 128]"]["[docs_en (ndcg@10)](tasks/docs_en-test.md)"]
+    assert all(r[faq_col] == f"**{100 * raw(source)['scores']['ndcg@10']:.2f}**" for r in overview.values())
+
+
+def test_a_setting_that_differs_between_rows_of_one_model_is_in_the_label(tmp_path):
+    """A schema-2 result of text-small with mean pooling overridden to cls: both rows say which
+    pooling they used, everywhere the label appears; a model without variants has no brackets."""
+    root = tmp_path / "results"
+    for folder in ("text-small-dc3d9353", "text-base-5362cc99"):
+        shutil.copytree(FIXTURES / folder, root / folder)
+    record = raw("text-small-dc3d9353/faq_en/test.json")
+    _variant(
+        "text-small-dc3d9353/faq_en/test.json",
+        root / "text-small-dc3d9353/faq_en/test.pooling-cls.json",
+        model_info={"pooling": "cls", "fingerprint": "c" * 64,
+                    "weights_fingerprint": record["model_info"]["fingerprint"]},
+        settings={"limit": None, "seed": None, "dim": None, "index": "flat", "maxsim": None,
+                  "candidate_depth": None, "dtype": "float32", "encoder": {"pooling": "cls"}},
+        settings_key="pooling-cls",
+        scores={**record["scores"], "ndcg@10": record["scores"]["ndcg@10"] - 0.01},
+    )
+    out = tmp_path / "out"
+    write_leaderboards([root], out, plots=False, html=False)
+    faq = md_table((out / "tasks" / "faq_en-test.md").read_text(), "| # |")
+    assert [r["model"] for r in faq] == [
+        "text-base", "text-small [pooling mean]", "text-small [pooling cls]"
+    ]
+    docs = md_table((out / "tasks" / "docs_en-test.md").read_text(), "| # |")
+    assert sorted(r["model"] for r in docs) == ["text-base", "text-small [pooling mean]"]
+    overview = md_table((out / "README.md").read_text(), "| model |")
+    assert sorted(r["model"] for r in overview) == [
+        "text-base", "text-small [pooling cls]", "text-small [pooling mean]"
+    ]
+    csv_rows = (out / "tasks" / "faq_en-test.csv").read_text().splitlines()
+    assert any(line.split(",")[1] == "text-small [pooling cls]" for line in csv_rows[1:])

@@ -111,6 +111,8 @@ def eval_command(
     json_output: bool = typer.Option(False, "--json", help="Print the summary (or sweep table) as JSON on stdout."),
     save_predictions: bool = typer.Option(
         False, help="Also write the top-K per query as a TREC run file beside each result."),
+    reference_model: Optional[str] = typer.Option(
+        None, help="Compare with the task card's published scores of this model (name or hub id)."),
     model_type: Optional[str] = typer.Option(None, help="Override model type detection."),
     pooling: Optional[str] = typer.Option(None, help="Pooling for HF encoders: cls, mean, last."),
     query_prompt: Optional[str] = typer.Option(None, help="Prefix or {text}/{instruction} template for queries."),
@@ -153,7 +155,7 @@ def eval_command(
         split=split, limit=limit, seed=seed, k_values=k, main_metric=main_metric, backend=backend, index=index,
         batch_size=batch_size, cache=cache, cache_dir=cache_dir, results_dir=results_dir,
         show_progress=show_progress, grid=grid, maxsim=maxsim, candidate_depth=candidate_depth, dims=dims,
-        overwrite=overwrite_strategy, save_predictions=save_predictions,
+        overwrite=overwrite_strategy, save_predictions=save_predictions, reference_model=reference_model,
         ray=ray_address or ("local" if ray else None), ray_workers=ray_workers,
     )
     encoder_options = EncoderOptions(

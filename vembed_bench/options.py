@@ -185,6 +185,8 @@ class EvalOptions:
     dims: tuple[int, ...] | None = None
     overwrite: OverwriteStrategy = OverwriteStrategy.ONLY_MISSING
     save_predictions: bool = False
+    reference_model: str | None = None
+    """Compare with the task card's published scores of this model (also matched by display name)."""
     ray: str | None = None
     """Encode on a Ray cluster: ``"local"`` starts one on this machine (``--ray``), anything else is
     the address of a running one (``--ray-address HEAD:6379``, ``auto``); None: no Ray."""

@@ -48,6 +48,9 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)
     """Everything besides the weights and the data that changes the numbers (query sample,
     Matryoshka dim, index, dtype, encoder overrides); see :mod:`vembed_bench.evaluation.identity`."""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """The task card's published scores of this model and ours against them, when one matched
+    (:mod:`vembed_bench.report.references`); not part of the identity."""
     settings_key: str = ""
     """A short readable label of ``settings`` ("" for a full split with the model's defaults);
     it is part of the file name, so runs with different settings never replace each other."""

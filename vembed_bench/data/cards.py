@@ -41,6 +41,10 @@ class TaskCard:
     suite: str | list[str] = ""  # suites whose leaderboard average this task counts towards
     license: str = ""
     reference: str = ""
+    languages: list[str] = field(default_factory=list)
+    """ISO 639-3 codes with script, as mteb writes them (``eng-Latn``, ``cmn-Hans``); exports need them."""
+    references: list[dict[str, Any]] = field(default_factory=list)
+    """Published scores of named models (:mod:`vembed_bench.data.references`)."""
     path: str | None = None  # the card file this came from (None for implicit cards)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,10 +146,14 @@ def _check_types(card: TaskCard, path: Path) -> None:
         "aliases": isinstance(card.aliases, list),
         "suite": isinstance(card.suite, (str, list)),
         "limit": card.limit is None or (isinstance(card.limit, int) and card.limit > 0),
+        "languages": isinstance(card.languages, list) and all(isinstance(x, str) for x in card.languages),
     }
     for key, ok in checks.items():
         if not ok:
             raise VembedError(f"{path}: key '{key}' has the wrong type or value: {getattr(card, key)!r}")
+    from vembed_bench.data.references import parse_references
+
+    parse_references(card.references, str(path))
 
 
 def resolve_param_path(value: str, card: TaskCard, key: str = "path") -> Path:

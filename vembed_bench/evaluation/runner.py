@@ -25,7 +25,15 @@ from vembed_bench.errors import VembedError
 from vembed_bench.evaluation.dense import DenseMode
 from vembed_bench.evaluation.identity import settings_key, settings_of
 from vembed_bench.evaluation.multivector import MultiVectorMode
-from vembed_bench.evaluation.stages import Context, ModelHandle, evaluate_pair, load_data, save, task_plan
+from vembed_bench.evaluation.stages import (
+    Context,
+    ModelHandle,
+    attach_reference,
+    evaluate_pair,
+    load_data,
+    save,
+    task_plan,
+)
 from vembed_bench.evaluation.suites import SuiteResult, combine
 from vembed_bench.options import EncoderOptions, EvalOptions, OverwriteStrategy
 from vembed_bench.results import Result, load_result, result_path
@@ -321,7 +329,7 @@ def _run_task(card: TaskCard, handle: ModelHandle, label: str, context: Context,
         missing = [m for m in suite_members(card) if resolve_card(m).name not in members]
         return outcomes + [Outcome(label, card.name, FAILED, error=f"suite {card.name}: member(s) "
                                    f"{', '.join(missing)} failed; no combined score")]
-    suite = combine(card, members, files, context.options.results_dir)
+    suite = combine(card, members, files, context.options.results_dir, context.options.reference_model)
     status = COMPUTED if any(o.status == COMPUTED for o in outcomes) else REUSED
     path = suite.default_path(context.options.results_dir) if context.options.results_dir else None
     return outcomes + [Outcome(label, card.name, status, result=suite, path=path)]
@@ -390,6 +398,7 @@ def _reuse(card: TaskCard, data: Any, handle: ModelHandle, label: str, mode: Any
             raise VembedError(f"no stored result at {path} (--overwrite-strategy only-cache runs nothing)")
         return None
     stored = load_result(path)
+    attach_reference(stored, card, options.reference_model)  # in memory: the file stays as it was
     if strategy in (OverwriteStrategy.NEVER, OverwriteStrategy.ONLY_CACHE):
         return Outcome(label, card.name, REUSED, result=stored, path=path, dim=mode.dim,
                        note=f"kept the stored result (--overwrite-strategy {strategy.value})")

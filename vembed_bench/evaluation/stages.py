@@ -471,7 +471,22 @@ def evaluate_pair(card: TaskCard, data: TaskData, handle: ModelHandle, mode: Mod
         settings=settings,
         settings_key=settings_key(settings),
     )
+    attach_reference(result, card, options.reference_model)
     return Scored(result, found, data)
+
+
+def attach_reference(result: Any, card: TaskCard, reference_model: str | None) -> None:
+    """Set ``result.reference`` when the card publishes scores of this model (named by
+    ``--reference-model`` or by the result's display name) for this split."""
+    if not card.references:
+        return
+    from vembed_bench.data.references import find_reference, parse_references
+    from vembed_bench.report.references import compare
+
+    reference = find_reference(parse_references(card.references, card.path or card.name),
+                               [reference_model, result.model], result.split)
+    if reference is not None:
+        result.reference = compare(result, reference)
 
 
 @dataclass

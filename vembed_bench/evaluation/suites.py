@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from vembed_bench.data.cards import TaskCard
 from vembed_bench.data.suites import AGGREGATES, combine_scores, definition, summary_record
+from vembed_bench.evaluation.stages import attach_reference
 from vembed_bench.results import Result, slug
 
 
@@ -36,6 +37,8 @@ class SuiteResult:
     summary: dict[str, Any] = field(default_factory=dict)
     """``{"name", "columns": key -> label, "scores": key -> value}`` when the card names a summary."""
     settings_key: str = ""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """The suite card's published scores of this model against ours (no intervals at suite level)."""
 
     @property
     def main_score(self) -> float:
@@ -57,7 +60,7 @@ class SuiteResult:
 
 
 def combine(card: TaskCard, members: Mapping[str, Result], member_files: Mapping[str, str],
-            results_dir: Path | None) -> SuiteResult:
+            results_dir: Path | None, reference_model: str | None = None) -> SuiteResult:
     """The suite result of one model from its members' results; written when ``results_dir`` is set."""
     aggregate, _, _ = definition(card)
     scores = combine_scores(card, members)
@@ -69,6 +72,7 @@ def combine(card: TaskCard, members: Mapping[str, Result], member_files: Mapping
         member_files=dict(member_files), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         summary=summary_record(card, scores), settings_key=first.settings_key,
     )
+    attach_reference(suite, card, reference_model)
     if results_dir is not None:
         from vembed_bench.atomic import write_json
 

@@ -14,6 +14,7 @@ the functions only.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -101,7 +102,7 @@ def to_mteb_result(result: Any, *, task_name: str | None = None) -> Any:
     main = mteb_score_name(result.main_metric)
     scores["main_score"] = float(result.scores[result.main_metric]) if main else None
     scores["hf_subset"] = meta.get("hf_subset", "default")
-    scores["languages"] = list(meta.get("languages") or [])
+    scores["languages"] = result_languages(result)
     return TaskResult(
         dataset_revision=str(meta.get("dataset_revision") or result.task_info.get("data_fingerprint", "")),
         task_name=task_name or meta.get("mteb_task") or result.task,
@@ -111,20 +112,50 @@ def to_mteb_result(result: Any, *, task_name: str | None = None) -> Any:
     )
 
 
+def result_languages(result: Any) -> list[str]:
+    """The languages mteb needs to count a score (``get_score`` skips a result without any): the
+    mteb task's own, else the task card's ``languages``, else ``und`` (undetermined)."""
+    meta = result.task_info.get("meta") or {}
+    card = result.task_info.get("card") or {}
+    return list(meta.get("languages") or card.get("languages") or ["und"])
+
+
 def export_mteb(results: Sequence[Any] | Any, out_dir: str | Path) -> list[Path]:
-    """Write results in mteb's results layout: ``<out>/<org__model>/<revision>/<Task>.json``."""
+    """Write results as an mteb result cache: ``<out>/results/<org__model>/<revision>/<Task>.json``
+    plus the ``model_meta.json`` mteb needs, so ``mteb.ResultCache(out).load_results()`` loads them
+    and each ``get_score()`` equals our main score."""
+    from vembed_bench.atomic import write_json
+
     results = list(results) if isinstance(results, (list, tuple)) else [results]
     written = []
     for result in results:
         task_result = to_mteb_result(result)
         model = result.model if "/" in result.model else f"vembed-bench/{result.model}"
-        revision = str(result.model_info.get("fingerprint", "no_revision_available"))[:12]
-        folder = Path(out_dir) / model.replace("/", "__") / revision
+        revision = str(result.model_info.get("weights_fingerprint") or result.model_info.get("fingerprint")
+                       or "no_revision_available")[:12]
+        folder = Path(out_dir) / "results" / model.replace("/", "__") / revision
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{task_result.task_name}.json"
         task_result.to_disk(path)
+        write_json(folder / "model_meta.json", _model_meta(result, model, revision, task_result))
         written.append(path)
     return written
+
+
+def _model_meta(result: Any, model: str, revision: str, task_result: Any) -> dict[str, Any]:
+    """mteb's ``ModelMeta`` of the evaluated model, from what the result file records."""
+    _require_mteb()
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+    info = result.model_info
+    languages = sorted({lang for split in task_result.scores.values() for s in split for lang in s["languages"]
+                        if lang != "und"})
+    meta = ModelMeta.create_empty({
+        "name": model, "revision": revision, "similarity_fn_name": ScoringFunction.COSINE, "framework": ["PyTorch"],
+        "embed_dim": result.embedding_dim, "max_tokens": info.get("max_length"),
+        "languages": languages or None, "release_date": None,
+    })
+    return json.loads(json.dumps(meta.to_dict(), default=str))  # enums and dates as mteb writes them
 
 
 def _mteb_version() -> str | None:

@@ -71,8 +71,17 @@ def print_result(result: "Result", path: str | None = None, console: Console | N
     skipped = result.task_info.get("skipped_queries_without_relevant")
     if skipped:
         console.print(f"skipped {skipped} queries with no relevant documents", style="yellow")
+    _print_reference(result, console)
     if path:
         console.print(f"result file: {escape(str(path))}")
+
+
+def _print_reference(result: Any, console: Console) -> None:
+    from vembed_bench.report.references import reference_lines
+
+    for line in reference_lines(getattr(result, "reference", None) or {}):
+        style = "red" if line.endswith(": differs") else None
+        console.print(escape(line), style=style, highlight=False)
 
 
 def print_suite(suite: "SuiteResult", console: Console | None = None) -> None:
@@ -89,6 +98,7 @@ def print_suite(suite: "SuiteResult", console: Console | None = None) -> None:
         table.add_row(*(f"{100 * suite.summary['scores'][key]:.2f}" if key in suite.summary["scores"] else "-"
                         for key in suite.summary["columns"]))
         console.print(table)
+    _print_reference(suite, console)
 
 
 def dims_table(results: Sequence["Result"]) -> Table:

@@ -11,16 +11,18 @@ Markdown output is deterministic: the same blocks give the same bytes.
 
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 __all__ = [
     "Block",
     "Bold",
     "Cell",
     "Code",
+    "Details",
     "Heading",
     "Image",
     "Inline",
@@ -30,6 +32,8 @@ __all__ = [
     "fmt_delta",
     "fmt_p",
     "fmt_score",
+    "fmt_sort",
+    "plain_text",
     "relative_link",
     "to_markdown",
 ]
@@ -41,6 +45,8 @@ class Link:
     target: Path
     anchor: str | None = None
     """In-page id the HTML page links to instead of ``target``."""
+    fragment: str | None = None
+    """``#fragment`` the Markdown link adds to ``target`` (a heading of the target page)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Table:
     table_id: str | None = None
     header_links: dict[int, Link] = field(default_factory=dict)
     """Column index -> link that replaces the plain header text."""
+    export_omit: tuple[int, ...] = ()
+    """Columns left out of the LaTeX export (links to files, which mean nothing on paper)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,15 @@ class Image:
     alt: str
 
 
-Block = Union[Heading, Para, Table, Image]
+@dataclass(frozen=True)
+class Details:
+    """Blocks folded under a one-line summary (``<details>`` in Markdown and HTML)."""
+
+    summary: str
+    blocks: tuple["Block", ...]
+
+
+Block = Union[Heading, Para, Table, Image, Details]
 
 
 def fmt_score(value: float | None) -> str:
@@ -115,6 +131,27 @@ def fmt_p(value: float) -> str:
     return f"{value:.4f}"
 
 
+def fmt_sort(value: float | int | str) -> str:
+    """A sort key or exported number at a fixed precision.
+
+    ``repr`` of a computed float carries its last bits, which differ between machines
+    (another BLAS or SIMD width sums in another order); six decimals do not.
+    """
+    if isinstance(value, str):
+        return value
+    text = f"{float(value):.6f}"
+    return text[1:] if text == "-0.000000" else text
+
+
+def plain_text(part: Inline | tuple[Inline, ...]) -> str:
+    """The text of inline content without any markup (for CSV and LaTeX)."""
+    if isinstance(part, tuple):
+        return "".join(plain_text(p) for p in part)
+    if isinstance(part, (Link, Code, Bold)):
+        return part.text
+    return part
+
+
 def relative_link(target: Path, doc_dir: Path) -> str:
     """POSIX relative path from the folder of the document to ``target``."""
     rel = os.path.relpath(os.path.abspath(target), os.path.abspath(doc_dir))
@@ -129,7 +166,8 @@ def _inline_md(part: Inline | tuple[Inline, ...], doc_dir: Path) -> str:
     if isinstance(part, tuple):
         return "".join(_inline_md(p, doc_dir) for p in part)
     if isinstance(part, Link):
-        return f"[{_escape_md(part.text)}]({relative_link(part.target, doc_dir)})"
+        fragment = f"#{part.fragment}" if part.fragment else ""
+        return f"[{_escape_md(part.text)}]({relative_link(part.target, doc_dir)}{fragment})"
     if isinstance(part, Code):
         return f"`{part.text.replace('`', '')}`"
     if isinstance(part, Bold):
@@ -155,11 +193,16 @@ def _table_md(table: Table, doc_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(blocks: list[Block], doc_dir: Path) -> str:
+def to_markdown(blocks: Sequence[Block], doc_dir: Path) -> str:
     """Render blocks as GitHub-flavoured Markdown; links relative to ``doc_dir``."""
     out = []
     for block in blocks:
-        if isinstance(block, Heading):
+        if isinstance(block, Details):
+            # GitHub renders Markdown inside <details> when blank lines surround it.
+            inner = to_markdown(block.blocks, doc_dir).rstrip("\n")
+            summary = html.escape(block.summary, quote=False)
+            out.append(f"<details><summary>{summary}</summary>\n\n{inner}\n\n</details>")
+        elif isinstance(block, Heading):
             out.append("#" * block.level + " " + block.text)
         elif isinstance(block, Para):
             out.append(_inline_md(block.parts, doc_dir))

@@ -24,12 +24,14 @@ from vembed_bench.report.document import (
     Bold,
     Cell,
     Code,
+    Details,
     Heading,
     Image,
     Inline,
     Link,
     Para,
     Table,
+    fmt_sort,
     relative_link,
 )
 
@@ -61,6 +63,8 @@ th a.hl { text-decoration: none; font-size: 11px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #f9fafb; }
 tbody tr:hover { background: #fff8c5; }
+details { margin: 4px 0 14px; }
+summary { cursor: pointer; color: #0969da; }
 figure { margin: 8px 0 14px; }
 figcaption { font-size: 12px; color: #57606a; }
 img { max-width: 100%; height: auto; border: 1px solid #d0d7de; display: block; }
@@ -146,11 +150,8 @@ class _Renderer:
 
     def cell(self, cell: Cell, numeric: bool) -> str:
         attrs = ' class="num"' if numeric else ""
-        if cell.sort is not None:
-            value = (
-                repr(float(cell.sort)) if isinstance(cell.sort, (int, float)) else str(cell.sort)
-            )
-            attrs += f' data-sort="{_esc(value)}"'
+        if cell.sort is not None:  # fixed precision: the same bytes on every machine
+            attrs += f' data-sort="{_esc(fmt_sort(cell.sort))}"'
         text = self.inline(cell.content)
         if cell.bold and text:
             text = f"<strong>{text}</strong>"
@@ -201,6 +202,9 @@ class _Renderer:
             return self.table(block)
         if isinstance(block, Image):
             return self.image(block)
+        if isinstance(block, Details):
+            inner = "\n".join(self.block(b) for b in block.blocks)
+            return f"<details><summary>{_esc(block.summary)}</summary>\n{inner}\n</details>"
         raise TypeError(f"unknown block {block!r}")  # pragma: no cover
 
 

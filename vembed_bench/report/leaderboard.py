@@ -2,11 +2,22 @@
 
 A *board* is one task split. Its results are split by
 :func:`~vembed_bench.report.comparison.comparability_key`: the largest group of
-full-split results (ties: the smallest key) is the leaderboard, every other result is listed
-apart with the reason it cannot share the column. A *system* is a model with
-its settings (``model_info`` except the device) and search index; each system
-has one row per board, and repeated evaluations of the same system are listed
-as repeats (the shallowest path, then the first by name, is used; never the best one).
+full-split results (ties: the smallest key) is the leaderboard. Results on a
+``--limit`` query sample are never ranked beside full splits: they are listed
+apart, labelled ``query sample: limit N, seed S``; every other result that
+cannot share the column is listed apart with the reason.
+
+A *system* is a model with its settings (``model_info`` except the device) and
+search index; each system has one row per board. Results that answer the same
+question (same weights, settings and data; see :mod:`.systems`) are shown
+once: the others, including a Matryoshka view that keeps every dimension, are
+listed as duplicates of the row (the untruncated result, then the shallowest
+path, then the first by name is used; never the best one). Rows of one model
+that differ in a setting carry it in their label (``model [max_length 128]``).
+
+Task tables show the main metric and a few K values of its family; the full
+table is folded below. Metric definitions are written once, at the end of the
+overview (and of the HTML page), and every task page links to them.
 
 Everything is sorted explicitly (scores, then labels, then paths), so the
 same result files always give the same pages.
@@ -32,11 +43,13 @@ from vembed_bench.report.comparison import (
     delta_cells,
     method_note,
 )
+from vembed_bench.report.curves import curve_family
 from vembed_bench.report.document import (
     Block,
     Bold,
     Cell,
     Code,
+    Details,
     Heading,
     Image,
     Link,
@@ -44,6 +57,7 @@ from vembed_bench.report.document import (
     Table,
     fmt_score,
 )
+from vembed_bench.report.ranks import cross_task_rank_blocks, rank_blocks
 from vembed_bench.report.stats import (
     DEFAULT_RESAMPLES,
     PairedDelta,
@@ -52,18 +66,34 @@ from vembed_bench.report.stats import (
     paired_deltas,
     paired_permutation_pvalue,
 )
+from vembed_bench.report.systems import (
+    MATRYOSHKA_KEY,
+    full_widths,
+    is_full_split,
+    matryoshka_dim,
+    result_identity,
+    sample_label,
+    settings_suffixes,
+)
 from vembed_bench.results import Result, slug
 
 __all__ = [
     "APPROXIMATE_MARK",
     "MATRYOSHKA_KEY",
+    "METRIC_DEFINITIONS_ANCHOR",
     "Board",
+    "Overview",
     "Pages",
+    "board_ranks",
     "build_boards",
     "compute_deltas",
+    "definition_blocks",
+    "headline_metrics",
     "is_approximate",
     "matryoshka_dim",
+    "metric_order",
     "overview_blocks",
+    "overview_data",
     "run_blocks",
     "suites_of",
     "system_key",
@@ -71,10 +101,11 @@ __all__ = [
     "task_blocks",
 ]
 
-MATRYOSHKA_KEY = "matryoshka_dim"
-"""``model_info`` key: leading embedding dimensions kept (see :mod:`.collect`)."""
 APPROXIMATE_MARK = "≈"
 """Appended to the label of a result searched with an approximate index (explained in a footnote)."""
+METRIC_DEFINITIONS_ANCHOR = "metric-definitions"
+"""Id of the metric definitions section (GitHub's id for the heading "Metric definitions")."""
+_HEADLINE_KS = (1, 10, 100)
 
 # Not part of a system's identity: where it ran, and what one run counted (e.g. images
 # loaded per task, which differ between the tasks of one model).
@@ -92,8 +123,10 @@ class Board:
     """Comparable results, one per system, best main score first."""
     apart: list[tuple[ResultFile, str]] = field(default_factory=list)
     """Results of this task split that cannot share the column, with the reason."""
-    repeats: list[tuple[ResultFile, ResultFile]] = field(default_factory=list)
-    """(repeat, used) pairs: further results of a system already in the board."""
+    samples: list[ResultFile] = field(default_factory=list)
+    """Results on a ``--limit`` query sample, never ranked beside full splits."""
+    duplicates: list[tuple[ResultFile, ResultFile]] = field(default_factory=list)
+    """(duplicate, used) pairs: further results of the same weights, settings and data as a row."""
     suites: list[str] = field(default_factory=list)
     deltas: dict[Path, PairedDelta | str] = field(default_factory=dict)
     """Result path -> paired delta to rank 1 on the main metric (or why there is none)."""
@@ -105,11 +138,6 @@ class Board:
     @property
     def main_metric(self) -> str:
         return self.reference.main_metric
-
-
-def matryoshka_dim(result: Result) -> int | None:
-    value = result.model_info.get(MATRYOSHKA_KEY)
-    return int(value) if value is not None else None
 
 
 def is_approximate(result: Result) -> bool:
@@ -127,32 +155,44 @@ def system_key(result: Result) -> str:
     return json.dumps([result.model, info, search], sort_keys=True, default=str)
 
 
-def _base_label(result: Result) -> str:
+def _base_label(result: Result, settings: str = "") -> str:
     label = result.model
     dim = matryoshka_dim(result)
     if dim is not None:
         label += f" (dim {dim})"
+    if settings:
+        label += f" [{settings}]"
     if is_approximate(result):
         label += f" [{result.search_info.get('index')}] {APPROXIMATE_MARK}"
     return label
 
 
 def system_labels(results: Sequence[Result]) -> dict[str, str]:
-    """System key -> display label, unique: clashing names get the model fingerprint or a hash."""
-    by_label: dict[str, set[str]] = defaultdict(set)
-    fingerprints: dict[str, str] = {}
+    """System key -> display label, unique.
+
+    Systems of one model name whose settings differ get those settings in the label
+    (``all-MiniLM-L6-v2 [max_length 128]``); labels that still clash get the model
+    fingerprint, or a hash when fingerprints do not tell them apart.
+    """
+    systems: dict[str, Result] = {}
     for result in results:
-        key = system_key(result)
-        by_label[_base_label(result)].add(key)
-        fingerprints[key] = str(result.model_info.get("fingerprint", ""))[:8]
+        systems.setdefault(system_key(result), result)
+    keys = sorted(systems)
+    suffixes = settings_suffixes(
+        [systems[k] for k in keys], {i: systems[k].model for i, k in enumerate(keys)}
+    )
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for i, key in enumerate(keys):
+        by_label[_base_label(systems[key], suffixes[i])].add(key)
+    fingerprints = {k: str(systems[k].model_info.get("fingerprint", ""))[:8] for k in keys}
     labels = {}
-    for label, keys in by_label.items():
-        if len(keys) == 1:
-            labels[next(iter(keys))] = label
+    for label, members in by_label.items():
+        if len(members) == 1:
+            labels[next(iter(members))] = label
             continue
-        fps = [fingerprints[k] for k in keys]
+        fps = [fingerprints[k] for k in members]
         unique_fp = len(set(fps)) == len(fps) and all(fps)
-        for key in keys:
+        for key in members:
             suffix = (
                 fingerprints[key] if unique_fp else hashlib.sha256(key.encode()).hexdigest()[:6]
             )
@@ -171,14 +211,35 @@ def suites_of(result: Result, explicit: Mapping[str, Sequence[str]] | None = Non
     return sorted({value} if isinstance(value, str) else {str(v) for v in value})
 
 
-def _full_split(result: Result) -> bool:
-    """Every query of the split was evaluated (no ``--limit`` sample)."""
-    return not (result.settings or {}).get("limit") and not result.limit
-
-
 def _path_order(item: ResultFile) -> tuple[int, str]:
     """Shallowest path first, then by name: a results folder wins over a copy in a run folder."""
     return (len(item.path.parts), str(item.path))
+
+
+def _row_preference(item: ResultFile) -> tuple:
+    """Which of several identical results is the row: the untruncated one (not a Matryoshka
+    view that keeps every dimension), then :func:`_path_order`."""
+    return (matryoshka_dim(item.result) is not None, *_path_order(item))
+
+
+def _split_duplicates(
+    kept: Sequence[ResultFile],
+) -> tuple[list[ResultFile], list[tuple[ResultFile, ResultFile]]]:
+    """The rows (one per distinct result and per system) and the (duplicate, used) pairs."""
+    widths = full_widths(item.result for item in kept)
+    by_identity: dict[str, ResultFile] = {}
+    by_system: dict[str, ResultFile] = {}
+    rows, duplicates = [], []
+    for item in sorted(kept, key=_row_preference):
+        identity = result_identity(item.result, widths)
+        key = system_key(item.result)
+        used = by_identity.get(identity) or by_system.get(key)
+        if used is not None:
+            duplicates.append((item, used))
+            continue
+        by_identity[identity] = by_system[key] = item
+        rows.append(item)
+    return rows, duplicates
 
 
 def build_boards(
@@ -188,7 +249,8 @@ def build_boards(
     labels: Mapping[str, str] | None = None,
 ) -> list[Board]:
     """Group results by task split, keep the largest comparable group of full-split results (a
-    ``--limit`` sample heads a board only when nothing else exists), rank by main score.
+    ``--limit`` sample heads a board only when nothing else exists), show identical results
+    once, rank by main score.
 
     ``labels`` (system key -> label, see :func:`system_labels`) only breaks ties in the ranking.
     """
@@ -202,25 +264,24 @@ def build_boards(
         for item in items:
             groups[comparability_key(item.result)].append(item)
         # Full splits first: a --limit sample never becomes the headline, however many share it.
-        ordered = sorted(groups, key=lambda k: (not any(_full_split(i.result) for i in groups[k]),
+        ordered = sorted(groups, key=lambda k: (not any(is_full_split(i.result) for i in groups[k]),
                                                 -len(groups[k]), repr(k)))
         kept = groups[ordered[0]]
+        full = any(is_full_split(item.result) for item in kept)
+        samples = [item for item in kept if full and not is_full_split(item.result)]
+        kept = [item for item in kept if not full or is_full_split(item.result)]
         reference = kept[0].result
-        apart = [
-            (item, comparability_problem(reference, item.result) or "not comparable")
-            for key in ordered[1:]
-            for item in groups[key]
-        ]
-        first: dict[str, ResultFile] = {}
-        repeats = []
-        for item in kept:  # in _path_order: the first file of a system is used
-            key = system_key(item.result)
-            if key in first:
-                repeats.append((item, first[key]))
-            else:
-                first[key] = item
+        apart = []
+        for key in ordered[1:]:
+            for item in groups[key]:
+                if full and not is_full_split(item.result):
+                    samples.append(item)
+                else:
+                    problem = comparability_problem(reference, item.result)
+                    apart.append((item, problem or "not comparable"))
+        rows, duplicates = _split_duplicates(kept)
         entries = sorted(
-            first.values(),
+            rows,
             key=lambda r: (-r.result.main_score, labels[system_key(r.result)], str(r.path)),
         )
         name = f"{slug(task)}-{slug(split)}"
@@ -235,7 +296,8 @@ def build_boards(
                 slug=board_slug,
                 entries=entries,
                 apart=apart,
-                repeats=repeats,
+                samples=samples,
+                duplicates=duplicates,
                 suites=suites_of(reference, suites),
             )
         )
@@ -286,18 +348,23 @@ def compute_deltas(board: Board, *, seed: int = 0, n_resamples: int = DEFAULT_RE
 
 @dataclass
 class Pages:
-    """Where each page and plot lives, so pages can link to each other."""
+    """Where each page, plot and export lives, so pages can link to each other."""
 
     out: Path
     labels: dict[str, str]
-    task_plots: dict[str, list[Image]] = field(default_factory=dict)
-    run_plots: dict[str, list[Image]] = field(default_factory=dict)
+    task_plots: dict[str, list[Block]] = field(default_factory=dict)
+    run_plots: dict[str, list[Block]] = field(default_factory=dict)
     run_slugs: dict[Path, str] = field(default_factory=dict)
     seed: int = 0
     n_resamples: int = DEFAULT_RESAMPLES
+    exports: bool = False
+    """Whether the CSV and LaTeX files are written (the pages then link them)."""
 
     def overview_path(self) -> Path:
         return self.out / "README.md"
+
+    def overview_export(self, suffix: str) -> Path:
+        return self.out / f"overview{suffix}"
 
     def task_path(self, board: Board) -> Path:
         return self.out / "tasks" / f"{board.slug}.md"
@@ -317,7 +384,8 @@ def run_anchor(slug_: str) -> str:
     return f"run-{slug_}"
 
 
-def _metric_order(board: Board) -> list[str]:
+def metric_order(board: Board) -> list[str]:
+    """The main metric, then every other metric in the order the results list them."""
     names: dict[str, None] = {}
     for item in board.entries:
         for name in item.result.scores:
@@ -325,20 +393,47 @@ def _metric_order(board: Board) -> list[str]:
     return [board.main_metric] + [n for n in names if n != board.main_metric]
 
 
+def headline_metrics(board: Board) -> list[str]:
+    """The main metric and its curve family at a few K values: all of the task's K values
+    when it has at most three, else those of 1, 10 and 100 it has (else first, middle, last)."""
+    ks = sorted(int(k) for k in board.reference.k_values)
+    picked = ks if len(ks) <= 3 else [k for k in ks if k in _HEADLINE_KS]
+    if len(picked) < 2 <= len(ks):
+        picked = sorted({ks[0], ks[len(ks) // 2], ks[-1]})
+    family = curve_family(board.main_metric)
+    available = set(metric_order(board))
+    names = [f"{family}@{k}" for k in picked]
+    return [board.main_metric] + [n for n in names if n in available and n != board.main_metric]
+
+
 def _result_link(item: ResultFile, text: str = "json") -> Link:
     return Link(text, item.path)
 
 
+def board_ranks(board: Board) -> list[int]:
+    """Competition ranks by main score: ties share the rank of the first of them."""
+    ranks, rank, previous = [], 0, None
+    for position, item in enumerate(board.entries, start=1):
+        if item.result.main_score != previous:
+            rank, previous = position, item.result.main_score
+        ranks.append(rank)
+    return ranks
+
+
+def _score_cell(result: Result, metric: str) -> Cell:
+    value = result.scores.get(metric)
+    return Cell(fmt_score(value), sort=value)
+
+
 def leaderboard_table(board: Board, pages: Pages) -> Table:
-    """Ranked rows: main metric, Δ to rank 1 with interval and p, other metrics, dim, file."""
-    metrics = _metric_order(board)
+    """Ranked rows: main metric, Δ to rank 1 with interval and p, the headline K values, dim,
+    file (the other metrics are in :func:`full_metrics_table`)."""
+    metrics = headline_metrics(board)
     columns = ["#", "model", metrics[0], "Δ vs #1", "95% CI", "p", *metrics[1:], "dim", "result"]
     numeric = [True, False, True, True, False, True, *([True] * (len(metrics) - 1)), True, False]
-    rows, rank, previous = [], 0, None
-    for position, item in enumerate(board.entries, start=1):
+    rows = []
+    for position, (rank, item) in enumerate(zip(board_ranks(board), board.entries), start=1):
         result = item.result
-        if result.main_score != previous:
-            rank, previous = position, result.main_score
         delta = board.deltas.get(item.path)
         if position == 1:
             delta_row = [Cell("—"), Cell(""), Cell("")]
@@ -347,21 +442,43 @@ def leaderboard_table(board: Board, pages: Pages) -> Table:
         else:
             delta_row = [Cell(delta or "n/a"), Cell(""), Cell("")]
         label = pages.label(result)
-        row = [
+        rows.append(
+            [
+                Cell(str(rank), sort=rank),
+                Cell(label, sort=label),
+                _score_cell(result, metrics[0]),
+                *delta_row,
+                *(_score_cell(result, m) for m in metrics[1:]),
+                Cell(str(result.embedding_dim), sort=result.embedding_dim),
+                Cell(_result_link(item)),
+            ]
+        )
+    return Table(
+        columns=columns,
+        rows=rows,
+        numeric=numeric,
+        table_id=f"board-{board.slug}",
+        export_omit=(len(columns) - 1,),
+    )
+
+
+def full_metrics_table(board: Board, pages: Pages) -> Table:
+    """Every metric of every ranked row (folded under the headline table)."""
+    metrics = metric_order(board)
+    rows = [
+        [
             Cell(str(rank), sort=rank),
-            Cell(label, sort=label),
-            Cell(fmt_score(result.scores.get(metrics[0])), sort=result.scores.get(metrics[0])),
-            *delta_row,
+            Cell(pages.label(item.result), sort=pages.label(item.result)),
+            *(_score_cell(item.result, m) for m in metrics),
         ]
-        row += [
-            Cell(fmt_score(result.scores.get(m)), sort=result.scores.get(m)) for m in metrics[1:]
-        ]
-        row += [
-            Cell(str(result.embedding_dim), sort=result.embedding_dim),
-            Cell(_result_link(item)),
-        ]
-        rows.append(row)
-    return Table(columns=columns, rows=rows, numeric=numeric, table_id=f"board-{board.slug}")
+        for rank, item in zip(board_ranks(board), board.entries)
+    ]
+    return Table(
+        columns=["#", "model", *metrics],
+        rows=rows,
+        numeric=[True, False, *([True] * len(metrics))],
+        table_id=f"board-{board.slug}-all",
+    )
 
 
 def _apart_table(board: Board, pages: Pages) -> Table:
@@ -386,30 +503,59 @@ def _apart_table(board: Board, pages: Pages) -> Table:
     )
 
 
-def _repeats_table(board: Board, pages: Pages) -> Table:
+def _samples_table(board: Board, pages: Pages) -> Table:
     rows = []
-    for repeat, used in board.repeats:
-        same = repeat.result.scores == used.result.scores
-        note = (
-            "identical scores"
-            if same
-            else (
-                f"{board.main_metric} {fmt_score(repeat.result.main_score)} here vs "
-                f"{fmt_score(used.result.main_score)} in the file used"
-            )
-        )
+    for item in sorted(board.samples, key=lambda i: (pages.label(i.result), str(i.path))):
+        result = item.result
         rows.append(
             [
-                Cell(pages.label(repeat.result)),
-                Cell(_result_link(repeat, "repeat")),
-                Cell(_result_link(used, "used")),
-                Cell(note),
+                Cell(pages.label(result)),
+                Cell(sample_label(result)),
+                Cell(str(result.task_info.get("n_queries", "")), sort=result.task_info.get("n_queries")),
+                Cell(result.main_metric),
+                Cell(fmt_score(result.main_score), sort=result.main_score),
+                Cell(_result_link(item)),
             ]
         )
     return Table(
-        columns=["model", "result", "used instead", "note"],
+        columns=["model", "sample", "queries", "main metric", "score", "result"],
         rows=rows,
-        numeric=[False, False, False, False],
+        numeric=[False, False, True, False, True, False],
+    )
+
+
+def _duplicate_note(board: Board, duplicate: Result, used: Result) -> str:
+    """Why a duplicate is one, and whether its scores agree with the row's."""
+    dim = matryoshka_dim(duplicate)
+    note = []
+    if dim is not None and matryoshka_dim(used) is None:
+        note.append(f"a Matryoshka view keeping all {dim} dimensions is the full model")
+    if duplicate.scores == used.scores:
+        note.append("identical scores")
+    else:
+        note.append(
+            f"{board.main_metric} {fmt_score(duplicate.main_score)} here vs "
+            f"{fmt_score(used.main_score)} in the row"
+        )
+    return "; ".join(note)
+
+
+def _duplicates_table(board: Board, pages: Pages) -> Table:
+    rows = []
+    for duplicate, used in board.duplicates:
+        rows.append(
+            [
+                Cell(pages.label(duplicate.result)),
+                Cell(_result_link(duplicate, "duplicate")),
+                Cell(pages.label(used.result)),
+                Cell(_result_link(used, "row")),
+                Cell(_duplicate_note(board, duplicate.result, used.result)),
+            ]
+        )
+    return Table(
+        columns=["model", "result", "shown as", "used instead", "note"],
+        rows=rows,
+        numeric=[False, False, False, False, False],
     )
 
 
@@ -457,12 +603,36 @@ def approximate_note(items: Sequence[ResultFile], pages: Pages, *, per_result: b
     return [Para((text + ":",)), table]
 
 
+def _definitions_link(pages: Pages) -> Link:
+    return Link(
+        "Metric definitions",
+        pages.overview_path(),
+        anchor=METRIC_DEFINITIONS_ANCHOR,
+        fragment=METRIC_DEFINITIONS_ANCHOR,
+    )
+
+
+def _downloads(pages: Pages, path: Path, what: str) -> tuple:
+    """`` Download {what}: CSV · LaTeX.`` inline parts (nothing when exports are off)."""
+    if not pages.exports:
+        return ()
+    return (
+        f" {what}: ",
+        Link("CSV", path.with_suffix(".csv")),
+        " · ",
+        Link("LaTeX", path.with_suffix(".tex")),
+        ".",
+    )
+
+
 def task_blocks(board: Board, pages: Pages) -> list[Block]:
     """The page of one task split."""
     ref = board.reference
     info = ref.task_info
     fingerprint = str(info.get("data_fingerprint", ""))[:12] or "none"
     suites = f" · suite: {', '.join(board.suites)}" if board.suites else ""
+    headline = headline_metrics(board)
+    others = len(metric_order(board)) - len(headline)
     blocks: list[Block] = [
         Heading(1, f"{board.task} · {board.split}", anchor=task_anchor(board)),
         Para(
@@ -476,9 +646,24 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
                 suites,
                 ". ",
                 Link("All tasks", pages.overview_path(), anchor="overview"),
+                ". ",
+                _definitions_link(pages),
                 ".",
+                *_downloads(pages, pages.task_path(board), "This table"),
             )
         ),
+    ]
+    if not is_full_split(ref):
+        blocks.append(
+            Para(
+                (
+                    Bold("Not a full split:"),
+                    f" every result of this task is on a query sample ({sample_label(ref)}), "
+                    "so these scores estimate the split's with sampling error.",
+                )
+            )
+        )
+    blocks += [
         Para(
             (
                 f"Scores ×100, ranked by {board.main_metric}. "
@@ -489,8 +674,42 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
         ),
         leaderboard_table(board, pages),
     ]
-    blocks += approximate_note([*board.entries, *(item for item, _ in board.apart)], pages, per_result=True)
+    if others > 0:
+        blocks.append(
+            Details(f"All {len(metric_order(board))} metrics", (full_metrics_table(board, pages),))
+        )
+    blocks += rank_blocks(
+        board, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+        table_id=f"ranks-{board.slug}",
+    )
+    blocks += approximate_note(
+        [*board.entries, *(item for item, _ in board.apart)], pages, per_result=True
+    )
     blocks += pages.task_plots.get(board.slug, [])
+    if board.duplicates:
+        blocks += [
+            Heading(2, "Duplicates (shown once)"),
+            Para(
+                (
+                    "Further result files with the same weights, settings and data as a row of "
+                    "the table (a Matryoshka view that keeps every dimension is the full model): "
+                    "not ranked twice. The untruncated result, then the file nearest the top of "
+                    "the folders (then by name) is the row, never the best one.",
+                )
+            ),
+            _duplicates_table(board, pages),
+        ]
+    if board.samples:
+        blocks += [
+            Heading(2, "Query samples (not ranked)"),
+            Para(
+                (
+                    "Results on a --limit sample of the queries: they estimate the full split's "
+                    "scores with sampling error, so they are never ranked beside full splits.",
+                )
+            ),
+            _samples_table(board, pages),
+        ]
     if board.apart:
         blocks += [
             Heading(2, "Not comparable with this leaderboard"),
@@ -502,33 +721,42 @@ def task_blocks(board: Board, pages: Pages) -> list[Block]:
             ),
             _apart_table(board, pages),
         ]
-    if board.repeats:
-        blocks += [
-            Heading(2, "Repeated evaluations"),
-            Para(
-                (
-                    "Further result files of a model already in the table, with the same settings; "
-                    "the file nearest the top of the folders (then by name) is used, "
-                    "never the best one.",
-                )
-            ),
-            _repeats_table(board, pages),
-        ]
     grids = [(pages.label(item.result), image) for item in board.entries for image in item.images]
     if grids:
         blocks.append(Heading(2, "Retrieval examples"))
         blocks += [Image(image, f"{label}: {image.name}") for label, image in grids]
-    definitions = ref.metric_definitions
-    if definitions:
-        blocks += [
-            Heading(2, "Metric definitions"),
-            Table(
-                columns=["metric", "definition"],
-                rows=[[Cell(Code(name)), Cell(text)] for name, text in definitions.items()],
-                numeric=[False, False],
-            ),
-        ]
     return blocks
+
+
+def definition_blocks(boards: Sequence[Board], runs: Sequence[TrainingRun] = ()) -> list[Block]:
+    """The metric definitions of every board and run, once (at the end of a document).
+
+    A metric defined differently by some results (which are then never ranked together)
+    gets one row per definition, naming the tasks that use it.
+    """
+    texts: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    results = [item.result for b in boards for item in (*b.entries, *(i for i, _ in b.apart))]
+    results += [item.result for run in runs for pair in run.pairs for item in pair]
+    for result in results:
+        for name, text in result.metric_definitions.items():
+            texts[name][text].add(result.task)
+    if not texts:
+        return []
+    varied = any(len(variants) > 1 for variants in texts.values())
+    order = {name: i for i, name in enumerate(texts)}  # first seen (results list them in order)
+    rows = []
+    for name in sorted(texts, key=order.__getitem__):
+        for text, tasks in sorted(texts[name].items()):
+            row = [Cell(Code(name)), Cell(text)]
+            if varied:
+                row.append(Cell(", ".join(sorted(tasks)) if len(texts[name]) > 1 else "all"))
+            rows.append(row)
+    columns = ["metric", "definition", *(["tasks"] if varied else [])]
+    return [
+        Heading(2, "Metric definitions", anchor=METRIC_DEFINITIONS_ANCHOR),
+        Para(("Scores are means over the queries of these per-query values.",)),
+        Table(columns=columns, rows=rows, numeric=[False] * len(columns), table_id="metric-definitions-table"),
+    ]
 
 
 def _column_header(board: Board, boards: Sequence[Board]) -> str:
@@ -557,7 +785,27 @@ def _suite_cards(names: Sequence[str], boards: Sequence[Board]) -> dict[str, obj
     return defined
 
 
-def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
+@dataclass
+class Overview:
+    """The numbers of the overview table (the Markdown/HTML table and the CSV are made from it)."""
+
+    boards: list[Board]
+    """Columns, by suite then task and split."""
+    rows: list[str]
+    """System labels, by number of tasks, then mean main score, then label."""
+    scores: dict[str, dict[str, float]]
+    """label -> board slug -> main score."""
+    dims: dict[str, set[int]]
+    suite_columns: list[tuple[str, str, str]]
+    """(suite, score key, column label)."""
+    suite_scores: dict[str, dict[tuple[str, str], float]]
+    """label -> (suite, key) -> score (Rsum in percent, everything else 0..1)."""
+
+    def column_header(self, board: Board) -> str:
+        return _column_header(board, self.boards)
+
+
+def overview_data(boards: Sequence[Board], pages: Pages) -> Overview:
     """Systems × task splits on main scores, then each suite's scores.
 
     A suite with a suite card is combined as its card says (:func:`vembed_bench.data.suites.combine_scores`:
@@ -597,30 +845,46 @@ def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
                         averages[label][(suite, key)] = float(combined[key])
             else:
                 averages[label][(suite, "avg")] = float(np.mean([row[m.slug] for m in members]))
-    best = {b.slug: max(row[b.slug] for row in scores.values() if b.slug in row) for b in ordered}
-    best_avg = {
-        (s, k): max((row[(s, k)] for row in averages.values() if (s, k) in row), default=None)
-        for s, k, _ in suite_cols
-    }
 
     def order(label: str) -> tuple:
         row = scores[label]
         return (-len(row), -float(np.mean(list(row.values()))), label)
 
+    return Overview(
+        boards=ordered,
+        rows=sorted(scores, key=order),
+        scores=dict(scores),
+        dims=dict(dims),
+        suite_columns=suite_cols,
+        suite_scores=dict(averages),
+    )
+
+
+def overview_table(boards: Sequence[Board], pages: Pages, data: Overview | None = None) -> Table:
+    """Systems × task splits on main scores, then each suite's scores (see :func:`overview_data`);
+    the best of each column is bold."""
+    data = data if data is not None else overview_data(boards, pages)
+    ordered, scores, averages = data.boards, data.scores, data.suite_scores
+    best = {b.slug: max(row[b.slug] for row in scores.values() if b.slug in row) for b in ordered}
+    best_avg = {
+        (s, k): max((row[(s, k)] for row in averages.values() if (s, k) in row), default=None)
+        for s, k, _ in data.suite_columns
+    }
     columns = (
         ["model", "dim"]
-        + [_column_header(b, ordered) for b in ordered]
-        + [text for _, _, text in suite_cols]
+        + [data.column_header(b) for b in ordered]
+        + [text for _, _, text in data.suite_columns]
     )
     header_links = {
-        2 + i: Link(_column_header(b, ordered), pages.task_path(b), anchor=task_anchor(b))
+        2 + i: Link(data.column_header(b), pages.task_path(b), anchor=task_anchor(b))
         for i, b in enumerate(ordered)
     }
     rows = []
-    for label in sorted(scores, key=order):
+    for label in data.rows:
+        dims = data.dims[label]
         row = [
             Cell(label, sort=label),
-            Cell("/".join(str(d) for d in sorted(dims[label])), sort=max(dims[label])),
+            Cell("/".join(str(d) for d in sorted(dims)), sort=max(dims)),
         ]
         for board in ordered:
             value = scores[label].get(board.slug)
@@ -631,8 +895,8 @@ def overview_table(boards: Sequence[Board], pages: Pages) -> Table:
                     bold=value is not None and value == best[board.slug],
                 )
             )
-        for suite, key, _ in suite_cols:
-            value = averages[label].get((suite, key))
+        for suite, key, _ in data.suite_columns:
+            value = averages.get(label, {}).get((suite, key))
             # Rsum is already in percent (up to 600); fmt_score multiplies by 100.
             shown = value / 100 if value is not None and key == "rsum" else value
             row.append(
@@ -669,7 +933,8 @@ def _tasks_table(boards: Sequence[Board], pages: Pages) -> Table:
                 Cell(str(info.get("n_corpus", "")), sort=info.get("n_corpus")),
                 Cell(", ".join(board.suites)),
                 Cell(str(len(board.entries)), sort=len(board.entries)),
-                Cell(str(len(board.apart)), sort=len(board.apart)),
+                Cell(str(len(board.apart) + len(board.samples)),
+                     sort=len(board.apart) + len(board.samples)),
             ]
         )
     return Table(
@@ -682,7 +947,7 @@ def _tasks_table(boards: Sequence[Board], pages: Pages) -> Table:
             "documents",
             "suite",
             "models",
-            "not comparable",
+            "listed apart",
         ],
         rows=rows,
         numeric=[False, False, False, False, True, True, False, True, True],
@@ -702,8 +967,8 @@ def run_summary_rows(runs: Sequence[TrainingRun], pages: Pages) -> Table:
                 link,
                 Cell(base.result.task),
                 Cell(base.result.split),
-                Cell(base.result.model),
-                Cell(tuned.result.model),
+                Cell(pages.label(base.result)),
+                Cell(pages.label(tuned.result)),
                 Cell(base.result.main_metric),
             ]
             problem = comparability_problem(base.result, tuned.result)
@@ -747,9 +1012,14 @@ def run_summary_rows(runs: Sequence[TrainingRun], pages: Pages) -> Table:
 
 
 def overview_blocks(
-    boards: Sequence[Board], runs: Sequence[TrainingRun], pages: Pages
+    boards: Sequence[Board],
+    runs: Sequence[TrainingRun],
+    pages: Pages,
+    data: Overview | None = None,
 ) -> list[Block]:
-    """The front page: models × tasks, the task list, training runs, results kept apart."""
+    """The front page: models × tasks, the task list, training runs, results kept apart (the
+    metric definitions, :func:`definition_blocks`, follow it at the end of the document)."""
+    data = data if data is not None or not boards else overview_data(boards, pages)
     blocks: list[Block] = [Heading(1, "Leaderboard", anchor="overview")]
     suites = sorted({s for b in boards for s in b.suites})
     note = (
@@ -764,8 +1034,20 @@ def overview_blocks(
             " Precision@1 averaged per meta-task, in-distribution, out-of-distribution, overall)."
         )
     if boards:
-        blocks += [Para((note,)), overview_table(boards, pages)]
+        note += (
+            " Results with the same weights, settings and data are shown once (their task pages"
+            " list the duplicates); settings that differ between rows of one model are in brackets."
+        )
+        blocks += [
+            Para((note, " ", _definitions_link(pages), ".",
+                  *_downloads(pages, pages.overview_export(".md"), "This table"))),
+            overview_table(boards, pages, data),
+        ]
         blocks += approximate_note([item for b in boards for item in b.entries], pages, per_result=False)
+        blocks += cross_task_rank_blocks(
+            boards, pages.label, seed=pages.seed, n_resamples=pages.n_resamples,
+            table_id="ranks-overview",
+        )
         blocks += [Heading(2, "Tasks"), _tasks_table(boards, pages)]
     else:
         blocks.append(Para(("No result files outside training runs.",)))
@@ -781,6 +1063,7 @@ def overview_blocks(
             run_summary_rows(runs, pages),
         ]
     apart = [(b, item, reason) for b in boards for item, reason in b.apart]
+    apart += [(b, item, sample_label(item.result)) for b in boards for item in b.samples]
     if apart:
         rows = [
             [
@@ -792,14 +1075,16 @@ def overview_blocks(
                 Cell(reason),
                 Cell(_result_link(item)),
             ]
-            for b, item, reason in apart
+            for b, item, reason in sorted(
+                apart, key=lambda a: (a[0].slug, pages.label(a[1].result), str(a[1].path))
+            )
         ]
         blocks += [
             Heading(2, "Results not comparable with the columns above"),
             Para(
                 (
-                    "Same task name as a column, but other data, cutoffs or metric definitions; "
-                    "they are never ranked with it.",
+                    "Same task name as a column, but a query sample, other data, cutoffs or "
+                    "metric definitions; they are never ranked with it.",
                 )
             ),
             Table(
@@ -822,7 +1107,10 @@ def run_blocks(run: TrainingRun, pages: Pages) -> list[Block]:
                 Link(run.folder.name, run.folder / "comparison.json"),
                 ". ",
                 Link("All tasks", pages.overview_path(), anchor="overview"),
+                ". ",
+                _definitions_link(pages),
                 ".",
+                *_downloads(pages, pages.run_path(run), "These tables"),
             )
         ),
     ]

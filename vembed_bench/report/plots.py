@@ -1,34 +1,43 @@
-"""PNG plots for the leaderboard pages (matplotlib, no pyplot, no global state).
+"""Plots for the leaderboard pages, as PNG and SVG (matplotlib, no pyplot, no global state).
 
 Figures are made with :class:`matplotlib.figure.Figure` and the Agg canvas,
 so importing this module never changes the user's matplotlib backend, and
 each plot runs inside ``matplotlib.style.context("default")`` so a user's
-matplotlibrc cannot change the pictures. PNG metadata (which records the
-matplotlib version) is dropped: the same data and library versions give the
-same bytes. Pages only *link* to the files, so the Markdown never depends on
-the PNG bytes.
+matplotlibrc cannot change the pictures. Every plot is written twice, as
+``<name>.png`` and ``<name>.svg``, with fixed metadata (no software version,
+no date, a fixed ``svg.hashsalt`` for the SVG ids) and the fonts that ship
+with matplotlib: the same data and library versions give the same bytes on
+every machine. Pages only *link* to the files, so the Markdown never depends
+on the image bytes.
 
-Plots: Recall@K (or Hit@K) curves per task, main score against embedding
-dimension for Matryoshka results, and the training loss of a run.
+Plots: Recall@K (or Hit@K) curves per task with 95% bootstrap bands, main
+score against embedding dimension for Matryoshka results, and the training
+loss of a run. Legends sit outside the axes, so they hide no curve, and every
+line has its own colour, line style and marker, so near-identical curves stay
+distinguishable.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from vembed_bench.report.files import write_bytes
 
+if TYPE_CHECKING:
+    from vembed_bench.report.curves import Curve
+
 __all__ = [
     "group_matryoshka",
+    "line_style",
     "loss_curve",
     "matplotlib_available",
     "matryoshka_curve",
     "recall_curves",
+    "svg_path",
 ]
 
 _RC = {
@@ -39,8 +48,12 @@ _RC = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "svg.hashsalt": "vembed-bench",
+    "svg.fonttype": "path",  # glyphs as paths: the SVG needs no installed font
     "path.simplify": False,
 }
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+_LINE_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
 
 def matplotlib_available() -> bool:
@@ -64,53 +77,74 @@ def _figure(width: float = 6.4, height: float = 4.0) -> Iterator:
         yield figure
 
 
+def svg_path(png: Path) -> Path:
+    """The SVG written beside a plot's PNG."""
+    return Path(png).with_suffix(".svg")
+
+
 def _save(figure, path: Path) -> Path:
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return write_bytes(path, buffer.getvalue())
+    """Write ``path`` (PNG) and its SVG twin; the legend outside the axes is kept in the frame."""
+    for fmt, target in (("png", Path(path)), ("svg", svg_path(path))):
+        buffer = io.BytesIO()
+        figure.savefig(
+            buffer, format=fmt, metadata=_METADATA[fmt], bbox_inches="tight", pad_inches=0.08
+        )
+        write_bytes(target, buffer.getvalue())
+    return Path(path)
 
 
-def _curve_family(main_metric: str) -> str:
-    family = main_metric.split("@")[0]
-    return family if family in ("recall", "hit") else "recall"
+def line_style(index: int) -> dict[str, str]:
+    """Colour, line style and marker of the ``index``-th line: no two of the first 40 lines
+    share all three (10 colours, 4 line styles, 8 markers)."""
+    return {
+        "color": f"C{index % 10}",
+        "linestyle": _LINE_STYLES[index % len(_LINE_STYLES)],
+        "marker": _MARKERS[index % len(_MARKERS)],
+    }
 
 
-def recall_curves(
-    title: str,
-    main_metric: str,
-    systems: Sequence[tuple[str, dict[str, float]]],
-    path: Path,
-) -> Path | None:
-    """``family@K`` against K, one line per ``(label, scores)``; ``None`` below 2 K values.
-
-    The family is the main metric's when that is ``recall`` or ``hit`` (image
-    tasks rank by hit@K, the SOP "Recall@K"), else ``recall``.
-    """
-    family = _curve_family(main_metric)
-    pattern = re.compile(rf"{re.escape(family)}@(\d+)")
-    ks = sorted(
-        {
-            int(m.group(1))
-            for _, scores in systems
-            for name in scores
-            if (m := pattern.fullmatch(name))
-        }
+def _legend_outside(ax) -> None:
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False
     )
+
+
+def recall_curves(title: str, family: str, curves: Sequence["Curve"], path: Path) -> Path | None:
+    """``family@K`` against K, one line per curve with its 95% band; ``None`` below 2 K values.
+
+    ``curves`` should hold one curve per distinct result (duplicates removed by the caller).
+    """
+    ks = sorted({k for curve in curves for k in curve.ks})
     if len(ks) < 2:
         return None
-    with _figure() as figure:
+    with _figure(7.6, 4.0) as figure:
         ax = figure.add_subplot()
-        for label, scores in systems:
-            points = [(k, 100 * scores[f"{family}@{k}"]) for k in ks if f"{family}@{k}" in scores]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        for index, curve in enumerate(curves):
+            style = line_style(index)
+            xs = list(curve.ks)
+            ax.fill_between(
+                xs,
+                [100 * v for v in curve.low],
+                [100 * v for v in curve.high],
+                color=style["color"],
+                alpha=0.12,
+                linewidth=0,
+            )
+            ax.plot(
+                xs,
+                [100 * v for v in curve.values],
+                label=curve.label,
+                linewidth=1.3,
+                markersize=4,
+                **style,
+            )
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.minorticks_off()
         ax.set_xlabel("K")
-        ax.set_ylabel(f"{family}@K (×100)")
+        ax.set_ylabel(f"{family}@K (×100), 95% bootstrap band")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
         return _save(figure, path)
 
 
@@ -125,18 +159,25 @@ def matryoshka_curve(
     if not curves:
         return None
     dims = sorted({d for points in curves.values() for d, _ in points})
-    with _figure() as figure:
+    with _figure(7.6, 4.0) as figure:
         ax = figure.add_subplot()
-        for label in sorted(curves):
+        for index, label in enumerate(sorted(curves)):
             points = curves[label]
-            ax.plot([d for d, _ in points], [100 * s for _, s in points], marker="o", label=label)
+            ax.plot(
+                [d for d, _ in points],
+                [100 * s for _, s in points],
+                label=label,
+                linewidth=1.3,
+                markersize=4,
+                **line_style(index),
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(dims, [str(d) for d in dims])
         ax.minorticks_off()
         ax.set_xlabel("embedding dimension")
         ax.set_ylabel(f"{main_metric} (×100)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
         return _save(figure, path)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "PairedDelta",
     "align_queries",
+    "bootstrap_means",
     "paired_bootstrap_ci",
     "paired_deltas",
     "paired_permutation_pvalue",
@@ -83,14 +84,46 @@ def _as_matrix(diffs: np.ndarray) -> tuple[np.ndarray, bool]:
     return (d[:, None], True) if d.ndim == 1 else (d, False)
 
 
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    """Independent, reproducible streams for the bootstrap (0) and the permutation test (1)."""
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(stream,)))
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """Independent, reproducible streams: the bootstrap (0), the permutation test (1), and
+    further keys for callers that need several independent bootstraps (see :mod:`.ranks`)."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=stream))
 
 
 def _chunks(total: int, n: int) -> list[tuple[int, int]]:
     size = max(1, min(total, _CHUNK_ELEMENTS // max(n, 1)))
     return [(start, min(size, total - start)) for start in range(0, total, size)]
+
+
+def bootstrap_means(
+    values: np.ndarray,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    stream: tuple[int, ...] = (0,),
+) -> np.ndarray:
+    """Column means of ``values`` ``(n_queries, k)`` over ``n_resamples`` bootstrap resamples.
+
+    Each resample draws ``n_queries`` query indices with replacement, shared by all columns,
+    so the columns stay paired (differences of columns are bootstrap differences). Returns
+    ``(n_resamples, k)``. ``stream`` picks an independent random stream of ``seed``: the
+    default is the one :func:`paired_bootstrap_ci` uses.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    d, _ = _as_matrix(values)
+    n = d.shape[0]
+    rng = _rng(seed, *stream)
+    means = np.empty((n_resamples, d.shape[1]), dtype=np.float64)
+    for start, size in _chunks(n_resamples, n):
+        idx = rng.integers(0, n, size=(size, n))
+        # How often each query was drawn, so that the means are one matrix product
+        # (row-wise bincount into a float buffer: about twice as fast as one flat bincount).
+        counts = np.empty((size, n), dtype=np.float64)
+        for row in range(size):
+            counts[row] = np.bincount(idx[row], minlength=n)
+        means[start : start + size] = counts @ d / n
+    return means
 
 
 def paired_bootstrap_ci(
@@ -109,20 +142,8 @@ def paired_bootstrap_ci(
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     d, squeeze = _as_matrix(diffs)
-    n = d.shape[0]
-    rng = _rng(seed, 0)
-    means = np.empty((n_resamples, d.shape[1]), dtype=np.float64)
-    for start, size in _chunks(n_resamples, n):
-        idx = rng.integers(0, n, size=(size, n))
-        # How often each query was drawn, so that the means are one matrix product
-        # (row-wise bincount into a float buffer: about twice as fast as one flat bincount).
-        counts = np.empty((size, n), dtype=np.float64)
-        for row in range(size):
-            counts[row] = np.bincount(idx[row], minlength=n)
-        means[start : start + size] = counts @ d / n
+    means = bootstrap_means(d, n_resamples=n_resamples, seed=seed)
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
     return (float(low[0]), float(high[0])) if squeeze else (low, high)
