@@ -214,6 +214,28 @@ def test_bad_guard_tasks_are_refused_before_the_run_folder_exists(tiny, tmp_path
     assert not (tmp_path / "runs" / "tiny-report").exists()
 
 
+def test_cli_refuses_an_unknown_guard_task_in_one_line_exit_2_and_no_run_folder(tiny, tmp_path, monkeypatch,
+                                                                                capsys):
+    import yaml
+
+    from vembed_bench.cli import main
+
+    beir = _beir(tmp_path / "beir")
+    recipe = _recipe(tiny, beir, tmp_path / "runs", guards=["no_such_task_anywhere"])
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    monkeypatch.setattr(sys, "argv", ["vembed-bench", "train", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: {path}: 'eval.guard_tasks[0]'")
+    assert "no_such_task_anywhere" in lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 # -- the flow ------------------------------------------------------------------------------
 
 

@@ -44,8 +44,9 @@ def train_command(
         state = f"{len(missing)} input(s) missing, see above" if missing else "inputs found"
         print(f"# recipe OK ({state}); the run would write to {run.folder}")
         return
-    if run.comparison:
-        print(run.comparison, end="")
+    if run.summary or run.comparison:
+        # The tables and per-query counts; the movers' tables stay in comparison.md.
+        print(run.summary or run.comparison, end="")
     print(f"run folder: {run.folder}")
     print(f"fine-tuned model: {run.model_path}")
 
