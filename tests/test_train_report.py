@@ -114,6 +114,27 @@ def test_guard_verdict_flags_only_a_drop_whose_interval_excludes_zero(shift, sta
     assert record["ci_high_pp"] == round(100 * high, 2)
 
 
+@pytest.mark.parametrize("base, tuned, forgetting", [
+    # Every query drops by 0.25: every resample's mean is -0.25, the interval is that point.
+    ([1.0, 0.75, 0.5, 0.25] * 5, [0.75, 0.5, 0.25, 0.0] * 5, True),
+    # One query of three loses everything: resamples without it have mean 0, so with
+    # 3 queries (8/27 of resamples miss it) the upper end of the 95% interval is 0, not below.
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 0.0], False),
+    # Half the queries gain what the other half lose: no drop on average.
+    ([0.5] * 10, [0.75, 0.25] * 5, False),
+])
+def test_guard_verdict_hand_made_values(base, tuned, forgetting):
+    from vembed_bench.report.regression import guard_verdict
+
+    verdict = guard_verdict(_result(base, task="guard"), _result(tuned, task="guard", model="ft"))
+    assert verdict.forgetting is forgetting
+    assert verdict.to_dict()["delta_pp"] == round(100 * (np.mean(tuned) - np.mean(base)), 2)
+    if forgetting:
+        assert verdict.delta.ci_low == verdict.delta.ci_high == pytest.approx(-0.25)
+    else:
+        assert verdict.delta.ci_low <= 0.0 <= verdict.delta.ci_high
+
+
 def test_guard_verdict_refuses_results_on_other_data():
     from vembed_bench.report.regression import guard_verdict
 
