@@ -11,6 +11,7 @@ picks it up.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -58,10 +59,11 @@ def save_rows(rows: Sequence[Sequence[Tile | None]], path: str | Path, *, column
         for c, cell in enumerate(cells):
             if cell is not None:
                 _paste(canvas, _tile(cell[0]), c, r, cell[1])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path, format="PNG")
-    return path
+    from vembed_bench.report.files import write_bytes
+
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return write_bytes(path, buffer.getvalue())  # atomic: a reader never sees half a PNG
 
 
 def _paste(canvas, tile, col: int, row: int, colour: Sequence[int]) -> None:
