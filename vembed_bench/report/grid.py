@@ -53,14 +53,14 @@ def save_rows(rows: Sequence[Sequence[Tile | None]], path: str | Path, *, column
     """Draw rows of framed tiles into a PNG at ``path``; ``None`` leaves a blank slot."""
     from PIL import Image
 
+    from vembed_bench.report.files import write_bytes
+
     cols = columns or max((len(r) for r in rows), default=1)
     canvas = Image.new("RGB", (cols * (TILE + 2 * BORDER), max(len(rows), 1) * (TILE + 2 * BORDER)), "white")
     for r, cells in enumerate(rows):
         for c, cell in enumerate(cells):
             if cell is not None:
                 _paste(canvas, _tile(cell[0]), c, r, cell[1])
-    from vembed_bench.report.files import write_bytes
-
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return write_bytes(path, buffer.getvalue())  # atomic: a reader never sees half a PNG
