@@ -327,3 +327,48 @@ def test_train_run_reports_per_query_changes_guards_and_its_own_card(tiny, tmp_p
         assert row.replace("-0.00", "+0.00") in card
     assert verdict["line"] in card
     assert "SentenceTransformer based on" not in card and "sentence_transformers_model_id" not in card
+
+
+def test_image_task_movers_name_the_query_image_and_draw_a_framed_grid(tmp_path):
+    """An image-to-image eval task: each mover names its query image, and the grid has one row
+    per mover whose frames say, for the top 3 before and after, relevant (green) or not (red)."""
+    pytest.importorskip("timm")
+    from PIL import Image
+    from test_train_timm import CLASSES, _images, _recipe as _timm_recipe, _timm_folder, _write_jsonl
+
+    import vembed_bench
+    from vembed_bench.report.grid import BORDER, GREEN, GREY, RED, TILE
+
+    model = _timm_folder(tmp_path / "timm")
+    data = tmp_path / "data"
+    rows = _images(data, per_class=6)
+    train = _write_jsonl(data / "train.jsonl", rows)
+    task = data  # image paths may not leave the task folder
+    (task / "qrels").mkdir(parents=True)
+    by_class = {c: [r["query_image"] for r in rows if r["label"] == c] for c in CLASSES}
+    queries = {f"q_{c}_{i}": by_class[c][i] for c in CLASSES for i in range(2)}
+    corpus = {f"d_{c}_{i}": by_class[c][i] for c in CLASSES for i in range(2, 6)}
+    for name, items in (("queries", queries), ("corpus", corpus)):
+        (task / f"{name}.jsonl").write_text("".join(
+            json.dumps({"_id": k, "image": v}) + "\n" for k, v in items.items()))
+    (task / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t1\n" for q in queries for d in corpus if q.split("_")[1] == d.split("_")[1]))
+    recipe = _timm_recipe(model, train, tmp_path / "runs",
+                          eval={"tasks": [str(task)], "split": "test", "cache_dir": str(tmp_path / "cache")})
+    recipe["training"]["max_steps"] = 6
+    run = vembed_bench.train(recipe, progress=False)
+    (entry,) = json.loads((run.folder / "comparison.json").read_text())["per_query"]
+    movers = entry["top_worsened"] + entry["top_improved"]
+    assert movers, "the tiny run should move some queries (else this test checks nothing)"
+    grid = Image.open(run.folder / entry["grid"]).convert("RGB")
+    step = TILE + 2 * BORDER
+    assert grid.size == (8 * step, len(movers) * step)
+    white = (255, 255, 255)
+    for row, mover in enumerate(movers):
+        assert Path(mover["image"]) == (data / queries[mover["query_id"]]).resolve()
+        relevant = lambda doc: doc.split("_")[1] == mover["query_id"].split("_")[1]  # noqa: E731
+        expected = [GREY, *[GREEN if relevant(d["id"]) else RED for d in mover["before"]], white,
+                    *[GREEN if relevant(d["id"]) else RED for d in mover["after"]]]
+        assert len(mover["before"]) == len(mover["after"]) == 3
+        assert [grid.getpixel((col * step + 1, row * step + 1)) for col in range(8)] == expected
+    assert entry["grid"] in (run.folder / "comparison.md").read_text()
