@@ -11,6 +11,7 @@ picks it up.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -29,26 +30,40 @@ GREY = (90, 90, 90)
 def save_grid(data: TaskData, indices: np.ndarray, path: str | Path, *, n_queries: int = 4,
               top_k: int = 5, seed: int = 0) -> Path:
     """Draw ``n_queries`` seeded queries with their top ``top_k`` results into ``path``."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(data.queries), size=min(n_queries, len(data.queries)), replace=False))
     corpus = data.corpus
-    cols = 1 + top_k
-    canvas = Image.new("RGB", (cols * (TILE + 2 * BORDER), len(rows) * (TILE + 2 * BORDER)), "white")
-    for r, row in enumerate(rows):
+    drawn: list[list[Tile | None]] = []
+    for row in rows:
         query = data.queries[int(row)]
         relevant = {d for d, g in data.qrels.get(query.id, {}).items() if g > 0}
-        _paste(canvas, _tile(query), 0, r, GREY)
-        for c, position in enumerate(indices[int(row), :top_k], start=1):
-            if position < 0:
-                continue
-            doc = corpus[int(position)]
-            _paste(canvas, _tile(doc), c, r, GREEN if doc.id in relevant else RED)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path, format="PNG")
-    return path
+        cells: list[Tile | None] = [(query, GREY)]
+        for position in indices[int(row), :top_k]:
+            doc = corpus[int(position)] if position >= 0 else None
+            cells.append(None if doc is None else (doc, GREEN if doc.id in relevant else RED))
+        drawn.append(cells)
+    return save_rows(drawn, path, columns=1 + top_k)
+
+
+Tile = tuple[Item, Sequence[int]]
+"""An item and the colour of its frame."""
+
+
+def save_rows(rows: Sequence[Sequence[Tile | None]], path: str | Path, *, columns: int | None = None) -> Path:
+    """Draw rows of framed tiles into a PNG at ``path``; ``None`` leaves a blank slot."""
+    from PIL import Image
+
+    from vembed_bench.report.files import write_bytes
+
+    cols = columns or max((len(r) for r in rows), default=1)
+    canvas = Image.new("RGB", (cols * (TILE + 2 * BORDER), max(len(rows), 1) * (TILE + 2 * BORDER)), "white")
+    for r, cells in enumerate(rows):
+        for c, cell in enumerate(cells):
+            if cell is not None:
+                _paste(canvas, _tile(cell[0]), c, r, cell[1])
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return write_bytes(path, buffer.getvalue())  # atomic: a reader never sees half a PNG
 
 
 def _paste(canvas, tile, col: int, row: int, colour: Sequence[int]) -> None:

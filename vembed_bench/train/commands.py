@@ -44,8 +44,9 @@ def train_command(
         state = f"{len(missing)} input(s) missing, see above" if missing else "inputs found"
         print(f"# recipe OK ({state}); the run would write to {run.folder}")
         return
-    if run.comparison:
-        print(run.comparison, end="")
+    if run.summary or run.comparison:
+        # The tables and per-query counts; the movers' tables stay in comparison.md.
+        print(run.summary or run.comparison, end="")
     print(f"run folder: {run.folder}")
     print(f"fine-tuned model: {run.model_path}")
 
@@ -85,11 +86,12 @@ def missing_inputs(recipe: Any) -> list[str]:
                 missing.append(f"data.image_root {recipe.data.image_root} (looked at {root})")
         except VembedError as err:
             missing.append(str(err))
-    for task in recipe.eval.tasks:
-        try:
-            resolve_card(task)
-        except VembedError as err:
-            missing.append(f"eval task {task}: {err}")
+    for kind, tasks in (("eval task", recipe.eval.tasks), ("guard task", recipe.eval.guard_tasks)):
+        for task in tasks:
+            try:
+                resolve_card(task)
+            except VembedError as err:
+                missing.append(f"{kind} {task}: {err}")
     return missing
 
 

@@ -266,13 +266,26 @@ def embed_inputs(model: Any, inputs: Sequence[Any], device: Any) -> Any:
     return model(features)["sentence_embedding"]
 
 
-def save_model(model: Any, folder: Path, *, prompts: dict[str, str] | None = None) -> Path:
-    """Write the fine-tuned model's folder (LoRA merged) and return it."""
+def save_model(model: Any, folder: Path, *, prompts: dict[str, str] | None = None,
+               card: str | None = None) -> Path:
+    """Write the fine-tuned model's folder (LoRA merged) and return it.
+
+    ``card``: the folder's own ``README.md`` (:mod:`.model_card`), written atomically after
+    the weights and replacing whatever card the saving library wrote or copied from the base.
+    """
+    folder = _save_weights(_unwrap(model), folder, prompts)
+    if card is not None:
+        from vembed_bench.train.model_card import write_model_card
+
+        write_model_card(folder, card)
+    return folder
+
+
+def _save_weights(model: Any, folder: Path, prompts: dict[str, str] | None) -> Path:
     import copy
 
-    model = _unwrap(model)
     if hasattr(model, "save_trained"):
-        return model.save_trained(folder, prompts=prompts)
+        return Path(model.save_trained(folder, prompts=prompts))
     out = copy.deepcopy(model).cpu()
     transformer = out[0]
     if _is_peft(transformer.auto_model):
@@ -283,7 +296,8 @@ def save_model(model: Any, folder: Path, *, prompts: dict[str, str] | None = Non
     if hasattr(out, "_model_card_text"):
         # sentence-transformers copies the base model's card (and so its title) into the saved
         # folder unless its own Trainer ran; a fresh card keeps the fine-tuned model from being
-        # named after its base (encoders/naming.py reads the card's title).
+        # named after its base (encoders/naming.py reads the card's title). The run's own card
+        # (:mod:`.model_card`) then replaces the fresh one.
         out._model_card_text = None
     out.save(str(folder))
     return folder

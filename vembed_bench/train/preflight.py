@@ -3,7 +3,7 @@
 A run refused after an hour of zero-shot evaluation, or one that leaves a
 half-made run folder behind, wastes the user's time twice. So the flow first
 checks, cheapest first: the paths (roots they may not leave), the run folder
-(exists? writable?), the model (found, trainable), the eval tasks (known), the
+(exists? writable?), the model (found, trainable), the eval and guard tasks (known), the
 image root (a folder), every training row (read and shaped), and that the model
 type embeds the data's inputs (images, texts).
 """
@@ -63,13 +63,24 @@ def _check_model(recipe: Any) -> str:
 
 
 def _check_eval_tasks(recipe: Any) -> None:
+    """Every eval and guard task resolves to a card, and no task is both (by its card name)."""
     from vembed_bench.data import resolve_card
 
-    for index, task in enumerate(recipe.eval.tasks):
-        try:
-            resolve_card(task)
-        except VembedError as err:
-            raise VembedError(f"{recipe.source}: 'eval.tasks[{index}]' {err}") from None
+    eval_names: dict[str, int] = {}
+    for key in ("tasks", "guard_tasks"):
+        for index, task in enumerate(getattr(recipe.eval, key)):
+            try:
+                name = resolve_card(task).name
+            except VembedError as err:
+                raise VembedError(f"{recipe.source}: 'eval.{key}[{index}]' {err}") from None
+            if key == "tasks":
+                eval_names[name] = index
+            elif name in eval_names:
+                raise VembedError(
+                    f"{recipe.source}: 'eval.guard_tasks[{index}]' {task!r} is the task "
+                    f"eval.tasks[{eval_names[name]}] names ({name}); a guard task is one the run "
+                    "does not train for (keep it in one of the two lists)"
+                )
 
 
 def check_input_kinds(accepts: Collection[str], examples: Sequence[Any], recipe: Any,

@@ -157,6 +157,9 @@ class EvalConfig:
     """Which tasks the zero-shot and fine-tuned models are scored on."""
 
     tasks: list[str] = field(default_factory=list)
+    guard_tasks: list[str] = field(default_factory=list)
+    """Tasks the run does not train for, scored zero-shot and fine-tuned like ``tasks``: a
+    drop whose 95% paired bootstrap interval excludes 0 is reported as forgetting."""
     split: str | None = None
     limit: int | None = None
     batch_size: int = 64
@@ -398,6 +401,7 @@ def _check_values(recipe: Recipe, source: str) -> None:
         refuse("loss.temperature", f"must be > 0, got {recipe.loss.temperature}")
     if recipe.data.negatives_per_query < 0:
         refuse("data.negatives_per_query", "must be >= 0")
+    _check_guard_tasks(recipe.eval, refuse)
     if any(d < 1 for d in recipe.loss.matryoshka_dims + recipe.eval.matryoshka_dims):
         refuse("loss.matryoshka_dims", "must be positive dimensions")
     weights = recipe.loss.matryoshka_weights
@@ -412,6 +416,21 @@ def _check_values(recipe: Recipe, source: str) -> None:
                "model.type composed: or model.text_tower + model.image_tower + model.projection_dim)")
     if not recipe.data.train:
         refuse("data.train", "is required (a data file, BEIR folder, task name or hf:<name>)")
+
+
+def _check_guard_tasks(cfg: EvalConfig, refuse: Any) -> None:
+    """Each guard task is named once and is not also an eval task."""
+    seen: set[str] = set()
+    for index, task in enumerate(cfg.guard_tasks):
+        key = f"eval.guard_tasks[{index}]"
+        if not task.strip():
+            refuse(key, "is empty; name a task card, card file or BEIR folder")
+        if task in cfg.tasks:
+            refuse(key, f"{task!r} is also in eval.tasks; a guard task is one the run does not "
+                   "train for (keep it in one of the two lists)")
+        if task in seen:
+            refuse(key, f"{task!r} is listed twice")
+        seen.add(task)
 
 
 def _check_towers(model: ModelConfig, refuse: Any) -> None:
