@@ -174,7 +174,9 @@ class EvalOptions:
     main_metric: str | None = None
     backend: str = "auto"
     index: str = "flat"
-    batch_size: int = 32
+    batch_size: int | str = "auto"
+    """Items per encoder call: a positive int, or ``"auto"`` (picked from free memory and halved on
+    out-of-memory, :mod:`vembed_bench.encoders.batching`). Never part of a result's identity."""
     cache: str = "use"
     cache_dir: Path | None = None
     results_dir: Path | None = Path("results")
@@ -197,7 +199,9 @@ class EvalOptions:
         _positive("limit", self.limit, "--limit", what="a positive number of queries")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise VembedError(f"--seed {self.seed!r} must be an integer")
-        _positive("batch_size", self.batch_size, "--batch-size", required=True)
+        from vembed_bench.encoders.batching import parse_batch_size
+
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size, "--batch-size"))
         _positive("candidate_depth", self.candidate_depth, "--candidate-depth", required=True)
         if not isinstance(self.grid, int) or self.grid < 0:
             raise VembedError(f"--grid {self.grid!r} must be 0 (no grid) or a positive number of queries")
