@@ -73,7 +73,7 @@ def parse_batch_size(value: Any, flag: str = "--batch-size") -> int | str:
         if text.isdigit():
             value = int(text)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise VembedError(f"{flag} {value!r} must be a positive integer or 'auto' (picked from free memory)")
+        raise VembedError(f"{flag} {value} must be a positive integer or auto (picked from free memory)")
     return value
 
 
@@ -116,12 +116,13 @@ def available_ram() -> int:
         return 4 << 30  # unknown platform: assume 4 GiB
 
 
-def model_shape(encoder: Any) -> tuple[int, int, int]:
-    """(hidden size, layers, max length) of an encoder: from the ``config.json`` of its folder (or a
-    sub-folder of a sentence-transformers layout; the largest tower of a two-tower model), its
-    ``max_length``; :data:`DEFAULT_SHAPE` for what cannot be read."""
+def model_shape(folder: Path | str | None, max_length: Any = None) -> tuple[int, int, int]:
+    """(hidden size, layers, max length) of a model: from the ``config.json`` of its folder (or a
+    sub-folder of a sentence-transformers layout; the largest tower of a two-tower model) and
+    ``max_length`` when given; :data:`DEFAULT_SHAPE` for what cannot be read."""
+    own = max_length
     hidden, layers, max_length = DEFAULT_SHAPE
-    config = _read_config(getattr(encoder, "folder", None))
+    config = _read_config(folder)
     if config:
         towers = [config] + [v for k, v in config.items() if k.endswith("_config") and isinstance(v, dict)]
         hiddens = [_first_int(t, ("hidden_size", "d_model", "n_embd", "width")) for t in towers]
@@ -130,7 +131,6 @@ def model_shape(encoder: Any) -> tuple[int, int, int]:
         layers = max((d for d in depths if d), default=layers)
         positions = _first_int(config, ("max_position_embeddings", "n_positions"))
         max_length = min(positions, DEFAULT_SHAPE[2]) if positions else max_length
-    own = getattr(encoder, "max_length", None)
     if isinstance(own, int) and not isinstance(own, bool) and own > 0:
         max_length = own
     return hidden, layers, max_length
@@ -322,8 +322,10 @@ class BatchTuner:
 
 
 def new_tuner(requested: int | str, device: str, *, key: str | None, shape: tuple[int, int, int],
-              dtype: str, training: bool = False, memo: Path | None = None, what: str = "the model") -> BatchTuner:
-    """A tuner for ``requested`` (an int is kept as is) on ``device``; ``key`` names the memo entry."""
+              dtype: str, training: bool = False, memo: Path | None = None, start: int = GPU_START,
+              what: str = "the model") -> BatchTuner:
+    """A tuner for ``requested`` (an int is kept as is) on ``device``: from the RAM on CPU, else from
+    the memo entry ``key`` or ``start``."""
     requested = parse_batch_size(requested)
     if requested != AUTO:
         return BatchTuner(int(requested), "fixed", what=what)
@@ -333,7 +335,7 @@ def new_tuner(requested: int | str, device: str, *, key: str | None, shape: tupl
         return BatchTuner(size, "cpu-ram", what=what)
     memo = memo or memo_path()
     known = recall(memo, key) if key else None
-    tuner = BatchTuner(known or GPU_START, "memo" if known else "probe", memo=memo, key=key, what=what,
+    tuner = BatchTuner(known or start, "memo" if known else "probe", memo=memo, key=key, what=what,
                        _remembered=known)
     log.info("batch size starts at %d (%s) on %s", tuner.size, tuner.source, device)
     return tuner
@@ -355,10 +357,11 @@ def tuner_for(encoder: Any, requested: int | str) -> BatchTuner:
         return tuner
     device = str(getattr(encoder, "device", "cpu") or "cpu")
     dtype = str(getattr(encoder, "dtype", "float32") or "float32")
-    shape = model_shape(encoder) if requested == AUTO else DEFAULT_SHAPE
+    max_length = getattr(encoder, "max_length", None)
+    shape = model_shape(getattr(encoder, "folder", None), max_length) if requested == AUTO else DEFAULT_SHAPE
     key = None
     if requested == AUTO and is_accelerator(device):
-        key = memo_key(encoder.fingerprint(), dtype, getattr(encoder, "max_length", None), device_label(device))
+        key = memo_key(encoder.fingerprint(), dtype, max_length, device_label(device))
     tuner = new_tuner(requested, device, key=key, shape=shape, dtype=dtype,
                       what=getattr(encoder, "name", None) or "the model")
     try:
