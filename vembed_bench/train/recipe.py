@@ -305,12 +305,15 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        for choice in inner[:-1]:  # the first type the value fits (int before str)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key, source)
+        for choice in inner:  # the first type the value fits (int before str)
             try:
                 return _coerce(value, choice, key, source)
             except VembedError:
                 continue
-        return _coerce(value, inner[-1], key, source)
+        names = " or ".join(_type_name(choice) for choice in inner)
+        raise VembedError(f"{source}: '{key}' must be {names}, got {_show(value)}")
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise VembedError(f"{source}: '{key}' must be a section (mapping), got {_show(value)}")
