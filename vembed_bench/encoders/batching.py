@@ -288,21 +288,21 @@ class BatchTuner:
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
                 if not (self.retries and is_out_of_memory(exc)):
                     raise
-                del exc  # drop the traceback's frames, which hold the failed batch's tensors
-                free_accelerator_memory()
-                if reset is not None:
-                    reset()
-                if self.size == 1:
-                    raise VembedError(f"{self.what} does not fit in the device's memory even one item "
-                                      "at a time; use a smaller --dtype or --max-length, or a larger "
-                                      "device") from None
-                self.size //= 2
-                self.halvings += 1
-                log.info("out of memory: batch size halved to %d", self.size)
-                continue
-            self.calls += 1
-            self._keep()
-            return out
+            else:
+                self.calls += 1
+                self._keep()
+                return out
+            # Past the except block, the traceback (whose frames hold the failed batch's tensors)
+            # is released, so the allocator can actually give that memory back.
+            free_accelerator_memory()
+            if reset is not None:
+                reset()
+            if self.size == 1:
+                raise VembedError(f"{self.what} does not fit in the device's memory even one item "
+                                  "at a time; use a smaller --dtype or --max-length, or a larger device")
+            self.size //= 2
+            self.halvings += 1
+            log.info("out of memory: batch size halved to %d", self.size)
 
     def _keep(self) -> None:
         if self.memo is not None and self.key is not None and self._remembered != self.size:
