@@ -306,11 +306,13 @@ def test_the_result_records_the_batch_size_which_changes_neither_identity_nor_ca
     assert four["settings_key"] == auto["settings_key"] and four["settings"] == auto["settings"]
     assert four_path.relative_to(tmp_path / "four") == auto_path.relative_to(tmp_path / "auto")
     assert four["scores"] == pytest.approx(auto["scores"], abs=1e-9)
-    # Another batch size reads the first run's embeddings: the batch size is not in the cache keys.
+    # Another batch size reads the first run's embeddings (the batch size is not in the cache keys),
+    # and their provenance says which batch size computed them.
     code, out, err = _cli(capsys, "eval", *common, "--batch-size", "4", "--results-dir", str(tmp_path / "again"),
                           "--cache-dir", str(tmp_path / "c1"))
     again = json.loads(Path(json.loads(out)["path"]).read_text())
-    assert code == 0 and again["cache"]["misses"] == 0 and "batching" not in again["model_info"]
+    assert code == 0 and again["cache"]["misses"] == 0
+    assert again["model_info"]["batching"] == auto["model_info"]["batching"]
 
 
 @pytest.mark.parametrize("value", ["0", "abc", "-3", "1.5"])

@@ -280,14 +280,14 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
                                 meta={"role": role, "task": data.name, "split": data.split})
     model_info = {**description, "fingerprint": fingerprint, "weights_fingerprint": weights_digest(encoder),
                   **_encode_stats(encoder)}
+    if tuner.calls > calls:  # the batch size that computed these vectors (a later cache hit reads it back)
+        model_info["batching"] = tuner.record()
     name = getattr(encoder, "name", None) or ""
     if key:
         store.write_manifest(key, {"name": name, "model_info": model_info,
                                    "query_key": keys["query"], "document_key": keys["document"]})
     if distributed:  # this run's, not the manifest's: a later cache hit encoded nothing
         model_info = {**model_info, "distributed_encode": distributed}
-    if tuner.calls > calls:  # likewise: only when this process encoded something
-        model_info = {**model_info, "batching": tuner.record()}
     return Embedded(encoded["query"], encoded["document"], name, model_info)
 
 
