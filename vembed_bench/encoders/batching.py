@@ -299,7 +299,7 @@ class BatchTuner:
                 reset()
             if self.size == 1:
                 raise VembedError(f"{self.what} does not fit in the device's memory even one item "
-                                  "at a time; use a smaller --dtype or --max-length, or a larger device")
+                                  "at a time; use a smaller dtype or max length (--dtype, --max-length), or a larger device")
             self.size //= 2
             self.halvings += 1
             log.info("out of memory: batch size halved to %d", self.size)
