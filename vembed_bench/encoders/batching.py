@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from vembed_bench.errors import VembedError
+from vembed_bench.options import AUTO, parse_batch_size
 
 log = logging.getLogger("vembed_bench.batching")
 
-AUTO = "auto"
 GPU_START = 512
 """First size tried on an accelerator with nothing remembered: large enough for small encoders to
 fill a big GPU; a model that needs less halves down in a few failed calls (each one batch)."""
@@ -62,19 +62,6 @@ T = TypeVar("T")
 
 
 # -- choosing a size ------------------------------------------------------------------------------
-
-
-def parse_batch_size(value: Any, flag: str = "--batch-size") -> int | str:
-    """A positive int, or ``"auto"``; ``"8"`` (from a command line or YAML) becomes 8."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == AUTO:
-            return AUTO
-        if text.isdigit():
-            value = int(text)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise VembedError(f"{flag} {value} must be a positive integer or auto (picked from free memory)")
-    return value
 
 
 def cpu_batch_size(hidden: int, layers: int, max_length: int, dtype: str = "float32", *,

@@ -394,7 +394,7 @@ def _check_values(recipe: Recipe, source: str) -> None:
             refuse(key, f"must be >= 1, got {value}")
     chunk = recipe.training.gradcache_chunk
     if isinstance(chunk, str):
-        from vembed_bench.encoders.batching import parse_batch_size
+        from vembed_bench.options import parse_batch_size
 
         try:
             recipe.training.gradcache_chunk = parse_batch_size(chunk, "training.gradcache_chunk")
