@@ -365,7 +365,7 @@ FLAGS = [
     Case("dims-words", ev("--dims", "half"), ("--dims 'half'",)),
     Case("batch-size-zero", ev("--batch-size", "0"), ("--batch-size 0 must be a positive integer",)),
     Case("batch-size-negative", ev("--batch-size", "-8"), ("--batch-size -8",)),
-    Case("batch-size-a-word", ev("--batch-size", "many"), ("'--batch-size'",), usage=True),
+    Case("batch-size-a-word", ev("--batch-size", "many"), ("--batch-size many must be a positive integer or auto",)),
     Case("candidate-depth-zero", ev("--candidate-depth", "0"), ("--candidate-depth 0",)),
     Case("limit-fraction", ev("--limit", "1.5"), ("'--limit'",), usage=True),
     Case("seed-a-word", ev("--seed", "x"), ("'--seed'",), usage=True),

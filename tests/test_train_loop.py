@@ -271,3 +271,30 @@ def test_resume_needs_a_checkpoint(tiny, tmp_path):
     beir = _beir(tmp_path / "beir")
     with pytest.raises(VembedError, match="does not exist"):
         vembed_bench.train(_recipe(tiny, beir, tmp_path / "runs"), resume=True, progress=False)
+
+
+def test_gradcache_chunk_auto_picks_from_ram_logs_it_and_trains_as_the_fixed_chunk(tiny, tmp_path, monkeypatch):
+    """On CPU ``auto`` is the RAM formula for training (tiny BERT: 32 wide, 2 layers, 32 tokens):
+    4 * 32 * 32 * 2 * 16 = 131_072 bytes an input; a quarter of 10 MiB holds 20 -> 16 (a model of
+    unknown shape would get 8). The run then equals one with ``gradcache_chunk: 16`` step for step,
+    and each log row says 16."""
+    import torch
+
+    from vembed_bench.encoders import batching
+    from vembed_bench.train.data import read_examples
+    from vembed_bench.train.flow import resolve_recipe
+    from vembed_bench.train.loop import fit
+    from vembed_bench.train.model import build_model
+
+    monkeypatch.setattr(batching, "available_ram", lambda: 10 << 20)
+    beir = _beir(tmp_path / "beir")
+    rows = {}
+    for chunk in ("auto", 16):
+        recipe = resolve_recipe(_recipe(tiny, beir, tmp_path / "runs", lora__enabled=False,
+                                        training__gradcache_chunk=chunk))
+        torch.manual_seed(0)
+        fit(recipe, build_model(recipe), read_examples(recipe), tmp_path / str(chunk), progress=False)
+        rows[chunk] = [json.loads(line) for line in (tmp_path / str(chunk) / "train_log.jsonl").read_text().splitlines()]
+    assert [r["gradcache_chunk"] for r in rows["auto"]] == [16] * len(rows["auto"])
+    assert all("gradcache_chunk" not in r for r in rows[16])
+    assert [r["loss"] for r in rows["auto"]] == pytest.approx([r["loss"] for r in rows[16]], abs=1e-6)

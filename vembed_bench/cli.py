@@ -99,7 +99,9 @@ def eval_command(
                                 "numpy here, measured once), faiss, torch, numpy."),
     index: str = typer.Option("flat", help="Index: flat (exact), hnsw, ivf, or a faiss factory string (binary: "
                               "BFlat, BIVF1024...); approximate ones record their recall against exact search."),
-    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    batch_size: str = typer.Option(
+        "auto", help="Encoding batch size: a positive integer, or auto (picked from free memory: halved on GPU "
+                     "out-of-memory and remembered per model and device; from available RAM on CPU)."),
     cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),
     results_dir: Path = typer.Option(Path("results"), help="Where result files are written."),

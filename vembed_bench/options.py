@@ -23,6 +23,8 @@ from vembed_bench.errors import VembedError
 ATTENTION_MODES = ("causal", "bidirectional")
 PADDING_SIDES = ("left", "right")
 MAXSIM_MODES = ("exact", "faiss")
+AUTO = "auto"
+"""A batch size picked from free memory (``--batch-size auto``, ``training.gradcache_chunk: auto``)."""
 
 
 class OverwriteStrategy(str, Enum):
@@ -174,7 +176,9 @@ class EvalOptions:
     main_metric: str | None = None
     backend: str = "auto"
     index: str = "flat"
-    batch_size: int = 32
+    batch_size: int | str = "auto"
+    """Items per encoder call: a positive int, or ``"auto"`` (picked from free memory and halved on
+    out-of-memory, :mod:`vembed_bench.encoders.batching`). Never part of a result's identity."""
     cache: str = "use"
     cache_dir: Path | None = None
     results_dir: Path | None = Path("results")
@@ -197,7 +201,7 @@ class EvalOptions:
         _positive("limit", self.limit, "--limit", what="a positive number of queries")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise VembedError(f"--seed {self.seed!r} must be an integer")
-        _positive("batch_size", self.batch_size, "--batch-size", required=True)
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size, "--batch-size"))
         _positive("candidate_depth", self.candidate_depth, "--candidate-depth", required=True)
         if not isinstance(self.grid, int) or self.grid < 0:
             raise VembedError(f"--grid {self.grid!r} must be 0 (no grid) or a positive number of queries")
@@ -268,6 +272,20 @@ def split_options(values: Mapping[str, Any]) -> tuple[EvalOptions, EncoderOption
     return EvalOptions(**eval_values), EncoderOptions(**encoder_values)
 
 
+def parse_batch_size(value: Any, flag: str = "--batch-size") -> int | str:
+    """A positive int, or ``"auto"`` (:mod:`vembed_bench.encoders.batching`); ``"8"`` (from a command
+    line or YAML) becomes 8."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VembedError(f"{flag} {value} must be a positive integer or auto (picked from free memory)")
+    return value
+
+
 def _positive(name: str, value: Any, flag: str, *, required: bool = False, what: str = "a positive integer") -> None:
     if value is None and not required:
         return
@@ -305,4 +323,4 @@ def _int_list(flag: str, value: Any, example: str, *, keep_order: bool = False) 
     return tuple(unique if keep_order else sorted(unique))
 
 
-__all__ = ["EncoderOptions", "EvalOptions", "OverwriteStrategy", "split_options"]
+__all__ = ["AUTO", "EncoderOptions", "EvalOptions", "OverwriteStrategy", "parse_batch_size", "split_options"]

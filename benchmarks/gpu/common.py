@@ -56,6 +56,7 @@ REAL = {
     "bidir_batch": 32,
     "bidir_length": 256,
     "bidir_repeats": 10,
+    "auto_texts": 2048,
 }
 SMOKE = {
     "minilm_texts": 128,
@@ -77,6 +78,7 @@ SMOKE = {
     "bidir_batch": 4,
     "bidir_length": 32,
     "bidir_repeats": 3,
+    "auto_texts": 64,
 }
 DECODER_SHAPE = {  # Qwen2.5-0.5B's shape; the vocabulary is the shipped tokenizer's
     "hidden_size": 896,

@@ -24,6 +24,7 @@ PARTS = {
     "faiss_gpu": "3. faiss-GPU",
     "qlora": "4. QLoRA training steps (vembed-bench train code)",
     "bidirectional": "5. Bidirectional attention on the GPU",
+    "auto_batch": "6. --batch-size auto: halving on out-of-memory, memo, same vectors",
 }
 
 

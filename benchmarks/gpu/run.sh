@@ -69,6 +69,7 @@ parts() {
   run_part faiss_gpu 20
   run_part qlora 150
   run_part bidirectional 60
+  run_part auto_batch 60
   python3 benchmarks/gpu/report.py --work "$WORK" --out "$OUT" --started "$START" $FLAG
   say "done: $OUT/gpu.md"
 }

@@ -58,7 +58,8 @@ class ModelRef:
     source: str
     options: EncoderOptions
     fingerprint: str
-    batch_size: int
+    batch_size: int | str
+    """A positive int, or ``"auto"``: each worker then tunes its own (:mod:`vembed_bench.encoders.batching`)."""
     multi_vector: bool = False
 
 
@@ -76,7 +77,7 @@ def check_distributable(source: Any) -> None:
                           "(--ray, --device a,b) needs a model folder or hub id that each worker can load")
 
 
-def model_ref(source: Any, options: EncoderOptions, encoder: Any, batch_size: int, *,
+def model_ref(source: Any, options: EncoderOptions, encoder: Any, batch_size: int | str, *,
               multi_vector: bool = False) -> ModelRef:
     """The driver's model as workers must load it: the absolute folder (or hub id), one device
     (set per worker), no progress bars, and the dtype the driver's copy runs in, pinned so a

@@ -226,7 +226,7 @@ class Embedded:
 
 
 def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: dict[str, float], *,
-          batch_size: int, pre_encode: "PreEncode | None" = None) -> Embedded:
+          batch_size: int | str, pre_encode: "PreEncode | None" = None) -> Embedded:
     """Encode queries and corpus through the cache, loading the model only when needed.
 
     A re-run of a local model folder on the same data finds an encode manifest
@@ -261,6 +261,10 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
                 distributed = pre_encode(store, model_ref(handle.source, handle.options, encoder, batch_size,
                                                           multi_vector=multi), jobs)
     get = store.get_or_compute_multi if multi else store.get_or_compute
+    from vembed_bench.encoders.batching import tuner_for
+
+    tuner = tuner_for(encoder, batch_size)
+    calls = tuner.calls
     encoded: dict[str, Any] = {}
     for role, items, stage in roles:
         with timed(timings, stage):
@@ -271,6 +275,8 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
                                 meta={"role": role, "task": data.name, "split": data.split})
     model_info = {**description, "fingerprint": fingerprint, "weights_fingerprint": weights_digest(encoder),
                   **_encode_stats(encoder)}
+    if tuner.calls > calls:  # the batch size that computed these vectors (a later cache hit reads it back)
+        model_info["batching"] = tuner.record()
     name = getattr(encoder, "name", None) or ""
     if key:
         store.write_manifest(key, {"name": name, "model_info": model_info,
@@ -281,11 +287,20 @@ def embed(data: TaskData, handle: ModelHandle, store: EmbeddingCache, timings: d
 
 
 def encode_items(encoder: Any, memo: VectorMemo, items: Sequence[Item], role: str, multi: bool,
-                 batch_size: int) -> Any:
+                 batch_size: int | str) -> Any:
     """The vectors of ``items`` as one cache shard holds them: an ``(n, dim)`` float32 array, or a
     list of ``(tokens, dim)`` matrices. Distributed workers call this too, so a shard is encoded
-    the same way (same batches) wherever it is encoded."""
-    return _stack(memo.encode(encoder, items, role, _encode_method(encoder, role, multi, batch_size)), multi)
+    the same way (same batches) wherever it is encoded. ``batch_size="auto"``: the encoder's
+    :class:`~vembed_bench.encoders.batching.BatchTuner` picks it, and a call that runs out of
+    memory is dropped whole and made again with half the batch size."""
+    from vembed_bench.encoders.batching import tuner_for
+
+    tuner = tuner_for(encoder, batch_size)
+
+    def method(todo: Sequence[Item]) -> Any:
+        return tuner.run(lambda size: _encode_method(encoder, role, multi, size)(todo))
+
+    return _stack(memo.encode(encoder, items, role, method), multi)
 
 
 def weights_digest(encoder: Any) -> str:

@@ -111,6 +111,11 @@ def fit(
         with accelerator.autocast():
             return embed_inputs(model, inputs, accelerator.device).float()
 
+    chunks = _chunk_tuner(recipe, accelerator.device, world)
+
+    def reset() -> None:  # a step that ran out of memory may have left part of its gradients
+        optimizer.zero_grad(set_to_none=True)
+
     bar = _progress(total, start, progress and accelerator.is_main_process)
     began = time.perf_counter()
     samples = 0
@@ -121,7 +126,8 @@ def fit(
         local = [examples[i] for i in _shard(indices, rank, world)]
         tick = time.perf_counter()
         loss_value = _train_step(
-            local, embed, loss_module, labels, recipe, accelerator, model, accelerator.device
+            local, embed, loss_module, labels, recipe, accelerator, model, accelerator.device,
+            chunks=chunks, reset=reset,
         )
         if world > 1:  # log the whole batch's loss, not the main process's share
             share = torch.tensor(loss_value, device=accelerator.device)
@@ -144,6 +150,8 @@ def fit(
             "samples_per_s": round(len(indices) / elapsed, 2),
             "processes": world,
         }
+        if chunks is not None:
+            row["gradcache_chunk"] = chunks.size
         if accelerator.is_main_process:
             if done % cfg.log_every == 0 or done == total:
                 log_rows.append(row)
@@ -195,7 +203,13 @@ def _train_step(
     accelerator: Any,
     model: Any,
     device: Any,
+    *,
+    chunks: Any = None,
+    reset: Any = None,
 ) -> float:
+    """One optimisation step's forward and backward (no optimizer step); ``chunks``: the
+    :class:`~vembed_bench.encoders.batching.BatchTuner` of ``gradcache_chunk: auto``, which
+    reruns the step at half the chunk after an out-of-memory error (``reset`` first)."""
     import torch
 
     from vembed_bench.train.gradcache import gradcache_step, plain_step
@@ -225,8 +239,7 @@ def _train_step(
         negatives = rest.reshape(size, n_neg, -1) if n_neg else None
         return loss_module(EmbeddingBatch(anchor, positive, negatives, **extras))
 
-    chunk = recipe.training.gradcache_chunk
-    if chunk:
+    def chunked(chunk: int) -> float:
         return gradcache_step(
             embed,
             inputs,
@@ -236,10 +249,37 @@ def _train_step(
             no_sync=(lambda: accelerator.no_sync(model)),
             device=device,
         )
+
+    if chunks is not None:
+        return chunks.run(chunked, reset=reset)
+    if recipe.training.gradcache_chunk:
+        return chunked(recipe.training.gradcache_chunk)
     if accelerator.num_processes == 1:  # DDP allows one forward per backward
         roles = [size] * (2 if has_positive else 1) + ([size * n_neg] if n_neg else [])
         return plain_step(_by_role(embed, roles), inputs, loss_fn, accelerator.backward)
     return plain_step(embed, inputs, loss_fn, accelerator.backward)
+
+
+def _chunk_tuner(recipe: Any, device: Any, world: int) -> Any:
+    """The tuner of ``training.gradcache_chunk: auto`` (None otherwise): on CPU from the RAM and the
+    model's shape, on a GPU from the memo (keyed by the model path, dtype, max length and device) or
+    else from the inputs of one step (no chunking), halved on out-of-memory."""
+    if recipe.training.gradcache_chunk != "auto":
+        return None
+    from vembed_bench.encoders.batching import device_label, memo_key, model_shape, new_tuner
+    from vembed_bench.train.model import resolve_model_path
+
+    path = resolve_model_path(recipe) if recipe.model.path else recipe.model.text_tower
+    folder = Path(path) if path and Path(path).is_dir() else None
+    use_bf16 = recipe.training.bf16 and device.type == "cuda"
+    dtype = "bfloat16" if use_bf16 else "float32"
+    inputs = recipe.training.batch_size // world * (2 + recipe.data.negatives_per_query)
+    key = memo_key(f"train:{path}", dtype, recipe.model.max_length, device_label(str(device)))
+    tuner = new_tuner("auto", str(device), key=key, shape=model_shape(folder, recipe.model.max_length),
+                      dtype=dtype, training=True, start=1 << max(0, inputs - 1).bit_length(),
+                      what=f"training {path}")
+    log.info("gradcache_chunk auto: %d (%s)", tuner.size, tuner.source)
+    return tuner
 
 
 def _by_role(embed: Any, sizes: list[int]) -> Any:

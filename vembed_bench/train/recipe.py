@@ -129,8 +129,10 @@ class TrainingConfig:
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 32
-    gradcache_chunk: int | None = None
-    """Encode the batch in chunks of this size with GradCache (memory ~ chunk, not batch)."""
+    gradcache_chunk: int | str | None = None
+    """Encode the batch in chunks of this size with GradCache (memory ~ chunk, not batch); ``auto``:
+    picked from free memory and halved on GPU out-of-memory (:mod:`vembed_bench.encoders.batching`),
+    the size used written to each train-log row as ``gradcache_chunk``."""
     gather_across_devices: bool = True
     """With several processes, use every device's embeddings as negatives."""
     find_unused_parameters: bool = True
@@ -306,7 +308,15 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, source)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key, source)
+        for choice in inner:  # the first type the value fits (int before str)
+            try:
+                return _coerce(value, choice, key, source)
+            except VembedError:
+                continue
+        names = " or ".join(_type_name(choice) for choice in inner)
+        raise VembedError(f"{source}: '{key}' must be {names}, got {_show(value)}")
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise VembedError(f"{source}: '{key}' must be a section (mapping), got {_show(value)}")
@@ -385,9 +395,18 @@ def _check_values(recipe: Recipe, source: str) -> None:
     for key, value in positive.items():
         if value < 1:
             refuse(key, f"must be >= 1, got {value}")
+    chunk = recipe.training.gradcache_chunk
+    if isinstance(chunk, str):
+        from vembed_bench.options import parse_batch_size
+
+        try:
+            recipe.training.gradcache_chunk = parse_batch_size(chunk, "training.gradcache_chunk")
+        except VembedError:
+            refuse("training.gradcache_chunk", f"must be >= 1 or auto when set, got {chunk!r}")
     for key, value in {
         "training.max_steps": recipe.training.max_steps,
-        "training.gradcache_chunk": recipe.training.gradcache_chunk,
+        "training.gradcache_chunk": None if recipe.training.gradcache_chunk == "auto"
+        else recipe.training.gradcache_chunk,
         "data.limit": recipe.data.limit,
         "eval.limit": recipe.eval.limit,
     }.items():
