@@ -505,7 +505,7 @@ MODELS = [
 
 _RESULT_KEYS = {"task": "t", "split": "test", "model": "m", "scores": {}, "per_query": {}, "main_metric": "ndcg@10"}
 RESULT_FILES = [
-    Case("compare-not-json", ("compare", "{ws}/r.json", "{ws}/r.json"), ("{ws}/r.json: cannot read result file",),
+    Case("compare-not-json", ("compare", "{ws}/r.json", "{ws}/r.json"), ("{ws}/r.json:1: not valid JSON",),
          result_file(b"{not json")),
     Case("compare-a-list", ("compare", "{ws}/r.json", "{ws}/r.json"), ("{ws}/r.json: not a vembed-bench result file",),
          result_file([1, 2])),
