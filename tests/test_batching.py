@@ -249,6 +249,21 @@ def test_cpu_auto_uses_the_models_shape_and_the_ram(tiny_st, monkeypatch):
     assert (tuner.size, tuner.source) == (8, "cpu-ram")
 
 
+def test_cpu_encode_batches_stay_narrow_however_much_ram_there_is(tiny_st, monkeypatch):
+    """Wide CPU batches are slower (padding to the longest item, no GEMM gain): an encode takes
+    at most CPU_ENCODE_CAP items, while a GradCache chunk keeps the RAM bound."""
+    from vembed_bench.encoders.loader import load_encoder
+    from vembed_bench.options import EncoderOptions
+
+    encoder = load_encoder(str(tiny_st), EncoderOptions(device="cpu", show_progress=False))
+    monkeypatch.setattr(batching, "available_ram", lambda: 64 << 30)
+    assert batching.cpu_batch_size(32, 2, 32) == 256  # what the RAM alone would allow
+    assert batching.tuner_for(encoder, "auto").size == batching.CPU_ENCODE_CAP == 16
+    chunk = batching.new_tuner("auto", "cpu", key=None, shape=(32, 2, 32), dtype="float32",
+                               training=True)
+    assert chunk.size == 256
+
+
 def test_auto_embeddings_equal_a_fixed_batch_of_4(tiny_st):
     from vembed_bench.encoders.loader import load_encoder
     from vembed_bench.options import EncoderOptions
