@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from markdown_tables import md_table
 
 FIXTURES = REPO / "tests" / "data" / "results"
 SMALL = FIXTURES / "text-small-dc3d9353" / "faq_en" / "test.json"
@@ -119,18 +120,6 @@ def test_user_errors_are_one_line_with_exit_code_2(args, expected, tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def _md_rows(page: str, after: str) -> list[dict[str, str]]:
-    """The first Markdown table from the line starting with ``after`` on, as dicts by header."""
-    lines = page.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(after))
-    table: list[str] = []
-    for line in lines[start:]:
-        if line.startswith("|"):
-            table.append(line)
-        elif table:
-            break
-    cells = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in table]
-    return [dict(zip(cells[0], row)) for row in cells[2:]]
 
 
 CLIP_FAQ = "clip-b32-ac33dec4/faq_en/test.json"
@@ -161,10 +150,10 @@ def test_an_unreadable_result_file_is_skipped_with_one_warning_and_the_rest_rend
     assert line.startswith(f"warning: skipped {bad}") and message in line, line
     # faq_en is ranked from the other six result files; clip-b32's other results are all there.
     faq = (tmp_path / "lb" / "tasks" / "faq_en-test.md").read_text()
-    ranked = [r["model"] for r in _md_rows(faq, "| # |")]
+    ranked = [r["model"] for r in md_table(faq, "| # |")]
     assert len(ranked) == 6 and "clip-b32" not in ranked and "text-base" in ranked
     docs = (tmp_path / "lb" / "tasks" / "docs_en-test.md").read_text()
-    assert [r["model"] for r in _md_rows(docs, "## Not comparable")] == ["clip-b32"]
+    assert [r["model"] for r in md_table(docs, "## Not comparable")] == ["clip-b32"]
     assert (tmp_path / "lb" / "tasks" / "products_i2i-test.md").is_file()
     # Named directly, the same file is refused with the same reason, and nothing is written.
     named = run_cli("leaderboard", bad, "--out", tmp_path / "named", "--no-plots")
@@ -198,11 +187,11 @@ def test_results_on_other_data_under_one_task_name_are_kept_apart_with_the_reaso
                   "--resamples", "200")
     assert out.returncode == 0, out.stderr
     faq = (tmp_path / "lb" / "tasks" / "faq_en-test.md").read_text()
-    assert "clip-b32" not in {r["model"] for r in _md_rows(faq, "| # |")}
-    (row,) = _md_rows(faq, "| model | main metric | score | why it is not in the table |")
+    assert "clip-b32" not in {r["model"] for r in md_table(faq, "| # |")}
+    (row,) = md_table(faq, "| model | main metric | score | why it is not in the table |")
     assert row["model"] == "clip-b32"
     assert row["why it is not in the table"] == f"different data (fingerprint 01234567 vs {original[:8]})"
     assert row["score"] == f"{100 * record['scores']['ndcg@10']:.2f}"
     overview = (tmp_path / "lb" / "README.md").read_text()
-    reasons = {(r["model"], r["reason"]) for r in _md_rows(overview, "| task | split | model |")}
+    reasons = {(r["model"], r["reason"]) for r in md_table(overview, "| task | split | model |")}
     assert ("clip-b32", f"different data (fingerprint 01234567 vs {original[:8]})") in reasons

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from markdown_tables import md_table
 from scipy import stats
 
 from vembed_bench.errors import VembedError
@@ -46,19 +47,6 @@ def raw(relative: str) -> dict:
     return json.loads((FIXTURES / relative).read_text())
 
 
-def md_table(text: str, after: str) -> list[dict[str, str]]:
-    """The first Markdown table after the line that starts with ``after``, as dicts by header."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(after))
-    table = []
-    for line in lines[start if after.startswith("|") else start + 1 :]:
-        if line.startswith("|"):
-            table.append(line)
-        elif table:
-            break
-    split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # noqa: E731
-    header = split(table[0])
-    return [dict(zip(header, split(line))) for line in table[2:]]
 
 
 def strip_link(cell: str) -> str:

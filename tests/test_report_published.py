@@ -9,11 +9,11 @@ into the reference by hand.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
 from conftest import REPO
+from markdown_tables import md_table
 
 from vembed_bench.data.references import parse_references
 from vembed_bench.report.build import write_leaderboards
@@ -26,17 +26,6 @@ BASE = "text-base-5362cc99/faq_en/test.json"
 URL = "https://example.org/paper"
 
 
-def md_table(text: str, after: str) -> list[dict[str, str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(after))
-    table: list[str] = []
-    for line in lines[start:]:
-        if line.startswith("|"):
-            table.append(line)
-        elif table:
-            break
-    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in table]
-    return [dict(zip(cells[0], row)) for row in cells[2:]]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_tables import md_table
 from scipy import stats
 
 from vembed_bench.metrics import MetricScores
@@ -27,15 +28,6 @@ from vembed_bench.report.ranks import (
     rank_interval,
     rank_models,
 )
-
-
-def _md_rows(text: str, header_start: str) -> list[dict[str, str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
-    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in table]
-    return [dict(zip(cells[0], row)) for row in cells[2:]]
-
 
 # ---------------------------------------------------------------------------- Holm
 
@@ -293,7 +285,7 @@ def test_rank_blocks_are_reproducible_and_match_the_statistics():
     text = to_markdown(blocks, Path("/r"))
     assert text == to_markdown(rank_blocks(board, label, seed=3, n_resamples=1_000), Path("/r"))
     r = board_ranks(board, label, seed=3, n_resamples=1_000)
-    rows = _md_rows(text, "| rank |")
+    rows = md_table(text, "| rank |")
     assert [row["model"] for row in rows] == ["a", "b", "c"]
     assert rows[1]["p vs #1"] == f"{r.p_value[0, 1]:.4f}"
     assert rows[2]["Holm p vs #1"] == f"{r.p_holm[0, 2]:.4f}"
@@ -361,7 +353,7 @@ def test_task_page_ranks_agree_with_the_leaderboard_and_the_raw_json(tmp_path):
     fixtures = REPO / "tests" / "data" / "results"
     write_leaderboards([fixtures], tmp_path, plots=False, html=False)
     page = (tmp_path / "tasks" / "faq_en-test.md").read_text()
-    board, ranks = _md_rows(page, "| # |"), _md_rows(page, "| rank |")
+    board, ranks = md_table(page, "| # |"), md_table(page, "| rank |")
     assert [r["model"] for r in ranks] == [r["model"] for r in board]
     assert [r["rank"] for r in ranks] == [r["#"] for r in board]
     # p against rank 1: the same test and sign draws as the leaderboard's p column.

@@ -299,7 +299,6 @@ def write_comparison(run: TrainRun) -> tuple[str, list[dict[str, Any]]]:
     base_by_key = {_key(r): r for r in run.zero_shot if isinstance(r, Result)}
     pairs: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    full: list[Any] = []
     sections: dict[str, list[tuple[list[Any], list[Any]]]] = {"eval": [], "guard": []}
     for tuned in (r for r in run.fine_tuned if isinstance(r, Result)):
         base = base_by_key.get(_key(tuned))
