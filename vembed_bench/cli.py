@@ -216,7 +216,7 @@ def tradeoffs_cli(
     k: Optional[str] = typer.Option(None, "--k", help=_K_HELP),
     main_metric: Optional[str] = typer.Option(None, help="Override the card's main metric."),
     backend: str = typer.Option("auto", help="Search backend of the exact float32 reference."),
-    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    batch_size: str = typer.Option("auto", help="Encoding batch size: a positive integer, or auto (as in eval)."),
     cache: str = typer.Option("use", help="Embedding cache policy: use, refresh, off."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default ~/.cache/vembed-bench)."),
     results_dir: Path = typer.Option(Path("results"), help="Where the report is written (beside the model's "
