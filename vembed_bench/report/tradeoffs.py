@@ -162,7 +162,8 @@ def plot(report: "TradeoffReport", stem: Path) -> list[Path]:
         handles = ([Line2D([], [], linestyle="none", marker="o", color=colours[d], label=f"dim {d}") for d in dims]
                    + [Line2D([], [], linestyle="none", marker=_MARKERS[p], color="0.3", label=p)
                       for p in _MARKERS if any(v.precision == p for v in report.variants)]
-                   + [Line2D([], [], linestyle="none", marker="o", color="0.3", fillstyle=_INDEX_FILL[i], label=i)
+                   + [Line2D([], [], linestyle="none", marker="o", color="0.3", fillstyle=_INDEX_FILL[i],
+                             label=f"{i} index ({'filled' if _INDEX_FILL[i] == 'full' else 'hollow'})")
                       for i in _INDEX_FILL if any(v.index == i for v in report.variants)])
         axes[1].legend(handles=handles, fontsize=7, loc="lower right")
         figure.suptitle(f"{report.model} on {report.task} [{report.split}]")
