@@ -212,6 +212,11 @@ def ev(*args: str) -> tuple[str, ...]:
     return ("eval", "-t", "{task}", "-m", "{model}", *args)
 
 
+def tradeoffs(*args: str) -> tuple[str, ...]:
+    return ("tradeoffs", "-t", "{task}", "-m", "{model}", "--results-dir", "{ws}/res", "--cache-dir",
+            "{ws}/cache", "--device", "cpu", *args)
+
+
 CORPUS = "toy/corpus.jsonl"
 QUERIES = "toy/queries.jsonl"
 QRELS = "toy/qrels/test.tsv"
@@ -422,6 +427,23 @@ FLAGS = [
          ("{ws}/adapter is not a LoRA adapter folder",)),
     Case("merge-out-not-empty", ("merge", "{ws}/adapter", "--base", "{model}", "-o", "{ws}/toy"),
          ("{ws}/toy already exists and is not empty",), write("adapter/adapter_config.json", "{}")),
+    Case("tradeoffs-precision-unknown", tradeoffs("--precisions", "float32,int4"),
+         ("--precisions: unknown precision 'int4'",)),
+    Case("tradeoffs-index-unknown", tradeoffs("--indexes", "flat,ivf9"), ("--indexes: unknown index 'ivf9'",)),
+    Case("tradeoffs-precisions-empty", tradeoffs("--precisions", ","), ("--precisions is empty",)),
+    Case("tradeoffs-dims-a-word", tradeoffs("--dims", "half"), ("--dims 'half' is not a dimension",)),
+    Case("tradeoffs-dims-wider-than-the-model", tradeoffs("--dims", "1000"),
+         ("--dims 1000 is larger than the model's 32 dimensions",)),
+    Case("tradeoffs-factory-refused", tradeoffs("--factory", "PQ5"), ("--factory 'PQ5': faiss.index_factory refuses it",)),
+    Case("tradeoffs-factory-with-a-space", tradeoffs("--factory", "HNSW32, SQ8"),
+         ("--factory 'HNSW32, SQ8' is not a faiss index_factory string",)),
+    Case("tradeoffs-latency-queries-zero", tradeoffs("--latency-queries", "0"),
+         ("--latency-queries 0 must be a positive integer",)),
+    Case("tradeoffs-warmup-negative", tradeoffs("--warmup", "-1"), ("--warmup -1",)),
+    Case("tradeoffs-batch-size-a-word", tradeoffs("--batch-size", "lots"),
+         ("--batch-size lots must be a positive integer or auto",)),
+    Case("leaderboard-empty-folder", ("leaderboard", "{ws}/empty", "-o", "{ws}/lb"),
+         ("no result files found under {ws}/empty",), folder("empty")),
     Case("merge-base-missing", ("merge", "{ws}/adapter", "--base", "{ws}/nobase", "-o", "{ws}/merged"),
          ("--base {ws}/nobase is not a model folder",), write("adapter/adapter_config.json", "{}")),
 ]
@@ -454,6 +476,12 @@ RECIPES = [
          recipe({"training.logger": "stdout"})),
     Case("gradcache-chunk-zero", ("train", RECIPE, "--dry-run"), ("'training.gradcache_chunk' must be >= 1",),
          recipe({"training.gradcache_chunk": 0})),
+    Case("gradcache-chunk-a-word", ("train", RECIPE, "--dry-run"), ("'training.gradcache_chunk'",),
+         recipe({"training.gradcache_chunk": "lots"})),
+    Case("guard-task-unknown", ("train", RECIPE), ("'eval.guard_tasks[0]'", "nope"),
+         recipe({"eval.guard_tasks": ["nope"]})),
+    Case("guard-task-also-an-eval-task", ("train", RECIPE, "--dry-run"), ("'eval.guard_tasks[0]'",),
+         recipe({"eval.tasks": ["{ws}/toy"], "eval.guard_tasks": ["{ws}/toy"]})),
     Case("csv-without-positive-column", ("train", RECIPE), ("rows.csv",),
          both(recipe({"data.train": "rows.csv"}), write("project/rows.csv", "query,answer\nq,a\n"))),
     Case("csv-header-only", ("train", RECIPE), ("rows.csv",),
