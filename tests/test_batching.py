@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import write_beir
+from tests.fault_helpers import run_cli
 from tests.train_helpers import tiny_st_folder
 from vembed_bench.data.types import Item
 from vembed_bench.encoders import batching
@@ -279,19 +279,9 @@ def test_auto_embeddings_equal_a_fixed_batch_of_4(tiny_st):
 # -- through the command line -----------------------------------------------------------------------
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from vembed_bench.cli import main
-
-    argv, sys.argv = sys.argv, ["vembed-bench", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    run = run_cli(monkeypatch, capsys, *args)
+    return run.code, run.out, run.err
 
 
 @pytest.fixture
@@ -305,14 +295,14 @@ def test_the_result_records_the_batch_size_which_changes_neither_identity_nor_ca
                                                                                     tiny_st, monkeypatch):
     monkeypatch.setattr(batching, "available_ram", lambda: 3 << 20)  # 8 items a batch, as computed above
     common = ["-t", str(toy), "-m", str(tiny_st), "--device", "cpu", "--json"]
-    code, out, err = _cli(capsys, "-v", "eval", *common, "--results-dir", str(tmp_path / "auto"),
+    code, out, err = _cli(monkeypatch, capsys, "-v", "eval", *common, "--results-dir", str(tmp_path / "auto"),
                           "--cache-dir", str(tmp_path / "c1"))
     assert code == 0, err
     assert "batch size 8 (cpu-ram)" in err  # shown at -v
     auto_path = Path(json.loads(out)["path"])
     auto = json.loads(auto_path.read_text())
     assert auto["model_info"]["batching"] == {"batch_size": 8, "mode": "auto", "source": "cpu-ram", "halvings": 0}
-    code, out, err = _cli(capsys, "eval", *common, "--batch-size", "4", "--results-dir", str(tmp_path / "four"),
+    code, out, err = _cli(monkeypatch, capsys, "eval", *common, "--batch-size", "4", "--results-dir", str(tmp_path / "four"),
                           "--cache-dir", str(tmp_path / "c2"))
     assert code == 0, err
     four_path = Path(json.loads(out)["path"])
@@ -323,7 +313,7 @@ def test_the_result_records_the_batch_size_which_changes_neither_identity_nor_ca
     assert four["scores"] == pytest.approx(auto["scores"], abs=1e-9)
     # Another batch size reads the first run's embeddings (the batch size is not in the cache keys),
     # and their provenance says which batch size computed them.
-    code, out, err = _cli(capsys, "eval", *common, "--batch-size", "4", "--results-dir", str(tmp_path / "again"),
+    code, out, err = _cli(monkeypatch, capsys, "eval", *common, "--batch-size", "4", "--results-dir", str(tmp_path / "again"),
                           "--cache-dir", str(tmp_path / "c1"))
     again = json.loads(Path(json.loads(out)["path"]).read_text())
     assert code == 0 and again["cache"]["misses"] == 0
@@ -331,8 +321,8 @@ def test_the_result_records_the_batch_size_which_changes_neither_identity_nor_ca
 
 
 @pytest.mark.parametrize("value", ["0", "abc", "-3", "1.5"])
-def test_a_bad_batch_size_is_one_line_and_exit_2(capsys, tmp_path, value):
-    code, _, err = _cli(capsys, "eval", "-t", "python_faq", "-m", "x", "--batch-size", value,
+def test_a_bad_batch_size_is_one_line_and_exit_2(capsys, tmp_path, value, monkeypatch):
+    code, _, err = _cli(monkeypatch, capsys, "eval", "-t", "python_faq", "-m", "x", "--batch-size", value,
                         "--results-dir", str(tmp_path / "res"))
     assert code == 2
     assert err.strip().splitlines() == [f"error: --batch-size {value} must be a positive integer or auto "
